@@ -1,0 +1,3 @@
+//! `openshell-sandbox`: one sandbox, its egress proxy and its confinement.
+
+pub mod engine;

@@ -1,0 +1,3 @@
+//! The `openshell` command line: one module per command group.
+
+pub mod policy_local;

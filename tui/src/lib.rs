@@ -1,0 +1,3 @@
+//! The `openshell` CLI and terminal UI, as a library so tests can drive them.
+
+pub mod cli;

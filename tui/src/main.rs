@@ -1,0 +1,73 @@
+//! `openshell`: the CLI and `openshell term`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use openshell::cli::policy_local;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "openshell",
+    version,
+    about = "The safe, private runtime for autonomous AI agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The full-screen terminal app (sandboxes, policy editor, live denials, shell).
+    Term,
+    /// Write, test and apply policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check policy files: a one-line summary each, or every error as file:line:column.
+    Validate(policy_local::ValidateArgs),
+    /// Show what a policy decides for one connection or request, and why.
+    Explain(policy_local::ExplainArgs),
+    /// List the built-in presets.
+    Presets {
+        /// Print a JSON list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print BASE with presets (names or files) merged in (`baseline` names the baseline).
+    Merge(policy_local::MergeArgs),
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Term => anyhow::bail!(
+            "openshell term is not built yet: it lands with the gateway and the TUI. \
+             Until then, test policies with `openshell policy validate` and `openshell policy explain`"
+        ),
+        Command::Policy(cmd) => match cmd {
+            PolicyCommand::Validate(a) => Ok(if policy_local::validate(&a)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }),
+            PolicyCommand::Explain(a) => policy_local::explain(&a).map(|()| ExitCode::SUCCESS),
+            PolicyCommand::Presets { json } => {
+                policy_local::presets(json).map(|()| ExitCode::SUCCESS)
+            }
+            PolicyCommand::Merge(a) => policy_local::merge(&a).map(|()| ExitCode::SUCCESS),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
