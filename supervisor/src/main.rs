@@ -1,1 +1,98 @@
-fn main() {}
+//! `openshell-sandbox`: runs one sandbox.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use openshell_sandbox::proxy::upstream::Pins;
+use openshell_sandbox::run::{RunConfig, standalone};
+use openshell_sandbox::sandbox::env::parse_pair;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "openshell-sandbox",
+    version,
+    about = "Runs one OpenShell sandbox: namespaces, egress proxy, Landlock, seccomp"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one command in a sandbox governed by a policy file (no gateway needed).
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The policy file; editing it (or SIGHUP) reloads the network policy live.
+    #[arg(long)]
+    policy: PathBuf,
+    /// The directory that appears read-write at /sandbox [default: the current directory].
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// The sandbox's name (its hostname, and the name in events).
+    #[arg(long, default_value = "sandbox")]
+    name: String,
+    /// Set a variable in the command's environment (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    env: Vec<(String, String)>,
+    /// Also trust this CA for upstream servers, e.g. a corporate CA (repeatable).
+    #[arg(
+        long = "upstream-ca",
+        value_name = "FILE",
+        env = "OPENSHELL_UPSTREAM_CA",
+        value_delimiter = ':'
+    )]
+    upstream_ca: Vec<PathBuf>,
+    /// Pin a name to an address, like curl's --resolve (repeatable). Environment:
+    /// OPENSHELL_RESOLVE=host=ip,host2=ip2.
+    #[arg(long = "resolve", value_name = "HOST=IP")]
+    resolve: Vec<String>,
+    /// Where events go (JSON lines); standard output when it cannot be written.
+    #[arg(long, default_value = "/var/log/openshell.log")]
+    log: PathBuf,
+    /// The command [default: $OPENSHELL_SANDBOX_COMMAND, else /bin/bash].
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run(a) => {
+            let mut pins =
+                Pins::parse(a.resolve.iter().map(String::as_str)).map_err(anyhow::Error::msg)?;
+            if let Ok(v) = std::env::var("OPENSHELL_RESOLVE") {
+                pins.merge(
+                    Pins::parse_env(&v).map_err(|e| anyhow::anyhow!("OPENSHELL_RESOLVE: {e}"))?,
+                );
+            }
+            let workdir = match a.workdir {
+                Some(w) => w,
+                None => std::env::current_dir()?,
+            };
+            standalone(RunConfig {
+                policy_path: a.policy,
+                workdir,
+                name: a.name,
+                env: a.env,
+                command: a.command,
+                upstream_ca: a.upstream_ca,
+                pins,
+                log: a.log,
+            })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("openshell-sandbox: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}

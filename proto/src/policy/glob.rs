@@ -225,11 +225,15 @@ pub enum Glob {
     Literal(Box<str>),
     /// Everything under a literal prefix: `/repos/**` (the prefix, or the prefix + `/`...).
     Under(Box<str>),
-    /// Segments (separated by `/` or `.`), each a literal, a wildcard, or `**`.
+    /// Segments (separated by `/` or `.`), each a literal, a wildcard, or `**`. `prefix` and
+    /// `suffix` are literal whole segments every match starts and ends with: a cheap test that
+    /// rejects most texts before any segment is compared.
     Segments {
         sep: u8,
         segs: Box<[Seg]>,
         min_deep: bool,
+        prefix: Box<str>,
+        suffix: Box<str>,
     },
     /// A query value with `*`/`?` anywhere.
     Flat(Box<str>),
@@ -265,11 +269,7 @@ impl Glob {
                 } else if is_literal(&g) {
                     Glob::Literal(g.into())
                 } else {
-                    Glob::Segments {
-                        sep: b'.',
-                        segs: segments(&g, '.'),
-                        min_deep: true,
-                    }
+                    segmented(&g, '.', true)
                 }
             }
             GlobKind::Path | GlobKind::Binary => {
@@ -282,11 +282,7 @@ impl Glob {
                 {
                     Glob::Under(prefix.into())
                 } else {
-                    Glob::Segments {
-                        sep: b'/',
-                        segs: segments(glob, '/'),
-                        min_deep: false,
-                    }
+                    segmented(glob, '/', false)
                 }
             }
         }
@@ -305,7 +301,12 @@ impl Glob {
                 sep,
                 segs,
                 min_deep,
+                prefix,
+                suffix,
             } => {
+                if !text.starts_with(&**prefix) || !text.ends_with(&**suffix) {
+                    return false;
+                }
                 const STACK: usize = 48;
                 let mut buf: [&str; STACK] = [""; STACK];
                 let mut n = 0;
@@ -325,6 +326,27 @@ impl Glob {
                 match_segments(segs, parts, *min_deep, *sep)
             }
         }
+    }
+}
+
+fn segmented(glob: &str, sep: char, min_deep: bool) -> Glob {
+    let wild = |c: char| c == '*' || c == '?';
+    // Whole literal segments before the first wildcard, without the separator after them
+    // (a `**` there may match nothing), and likewise at the end.
+    let prefix = match glob.find(wild) {
+        Some(i) => glob[..i].rfind(sep).map_or("", |j| &glob[..j]),
+        None => glob,
+    };
+    let suffix = match glob.rfind(wild) {
+        Some(i) => glob[i..].find(sep).map_or("", |j| &glob[i + j + 1..]),
+        None => glob,
+    };
+    Glob::Segments {
+        sep: sep as u8,
+        segs: segments(glob, sep),
+        min_deep,
+        prefix: prefix.into(),
+        suffix: suffix.into(),
     }
 }
 

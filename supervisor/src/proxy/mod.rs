@@ -1,0 +1,111 @@
+//! The egress proxy: the sandbox's only way out. It listens inside the sandbox's network
+//! namespace, answers CONNECT and absolute-form HTTP, decides each connection (host, port,
+//! calling binary, resolved addresses) and, on inspected endpoints, each request.
+
+pub mod deny;
+mod http;
+mod inspect;
+pub mod owner;
+mod prefixed;
+pub mod tls;
+pub mod upstream;
+
+use crate::engine::{Action, Decision, NetworkInput};
+use crate::events::Events;
+use crate::policy_state::Current;
+use openshell_proto::pb::Event;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What every connection shares.
+pub struct Shared {
+    pub current: Arc<Current>,
+    pub events: Events,
+    pub ca: Arc<tls::SandboxCa>,
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    pub pins: upstream::Pins,
+    pub owners: owner::OwnerLookup,
+    /// Bumped after every policy swap: open tunnels re-check themselves against it.
+    pub revision: watch::Receiver<u64>,
+}
+
+/// The process on the other end of a proxy connection.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub pid: u32,
+    pub binary: Arc<str>,
+}
+
+/// A destination being decided or connected.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Serves the proxy on `listener` until the runtime stops.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors (an fd flood inside the sandbox): wait, keep serving.
+                tracing::warn!("proxy accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let local = match stream.local_addr() {
+                Ok(a) => a,
+                Err(_) => return,
+            };
+            let caller = match shared.owners.find(peer, local) {
+                Some(o) => Caller {
+                    pid: o.pid,
+                    binary: o.exe.into(),
+                },
+                None => Caller {
+                    pid: 0,
+                    binary: "".into(),
+                },
+            };
+            http::serve_client(stream, shared, caller).await;
+        });
+    }
+}
+
+impl Shared {
+    /// The network decision for `t` from `caller`, before or after resolution.
+    pub fn decide(&self, t: &Target, caller: &Caller, ips: Option<(&[IpAddr], bool)>) -> Decision {
+        let active = self.current.get();
+        active.engine.network(&NetworkInput {
+            host: &t.host,
+            port: t.port,
+            binary: &caller.binary,
+            ips: ips.map(|(i, _)| i),
+            pinned: ips.is_some_and(|(_, p)| p),
+        })
+    }
+
+    /// The event for a network decision.
+    pub fn network_event(&self, d: &Decision, t: &Target, caller: &Caller) -> Event {
+        let level = match d.action {
+            Action::Allow => "info",
+            Action::Audit | Action::Deny => "warn",
+        };
+        let mut e = self.events.event(level, "network", d.action.as_str());
+        e.host = t.host.clone();
+        e.port = u32::from(t.port);
+        e.binary = caller.binary.to_string();
+        e.pid = caller.pid;
+        e.policy = d.policy.as_deref().unwrap_or_default().to_string();
+        e.reason = d.reason.to_string();
+        e.layer = d.layer.as_str().to_string();
+        e
+    }
+}

@@ -1,0 +1,403 @@
+//! Standalone mode: one sandboxed command with its policy from a file, events to a log, hot
+//! reload on SIGHUP or when the file changes. Exit status is the command's.
+
+use crate::events::{self, Events};
+use crate::net;
+use crate::policy_state::{Active, Current};
+use crate::proxy::{self, owner::OwnerLookup, tls, upstream::Pins};
+use crate::sandbox::{env, idmap, init, mounts::Injected, plan, spawn};
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use openshell_proto::policy::{self, LandlockCompatibility, Policy, inherit_static};
+use std::io::{BufRead, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What `openshell-sandbox run` was asked.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub policy_path: PathBuf,
+    pub workdir: PathBuf,
+    pub name: String,
+    pub env: Vec<(String, String)>,
+    pub command: Vec<String>,
+    pub upstream_ca: Vec<PathBuf>,
+    pub pins: Pins,
+    pub log: PathBuf,
+}
+
+/// The policy a sandbox starts with: the file, with the baseline's static sections where the
+/// file has none (a network-only policy still gets a confined filesystem and user).
+pub fn starting_policy(path: &Path) -> Result<Policy> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let loaded =
+        policy::load(&text, &path.display().to_string()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let base = openshell_proto::catalog::baseline();
+    let mut p = inherit_static(&base, &loaded.policy);
+    if p.landlock.is_none() {
+        p.landlock.clone_from(&base.landlock);
+    }
+    if p.process.is_none() {
+        p.process.clone_from(&base.process);
+    }
+    Ok(p)
+}
+
+/// Runs the sandbox to completion; returns the command's exit status.
+pub fn standalone(cfg: RunConfig) -> Result<i32> {
+    let policy = starting_policy(&cfg.policy_path)?;
+    let policy_text = std::fs::read_to_string(&cfg.policy_path).unwrap_or_default();
+    let active = Active::compile(1, policy.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let workdir = std::fs::canonicalize(&cfg.workdir)
+        .with_context(|| format!("the workdir {} does not exist", cfg.workdir.display()))?;
+
+    let ca = Arc::new(tls::SandboxCa::generate(&cfg.name)?);
+    let upstream_tls = tls::upstream_client_config(&cfg.upstream_ca)?;
+    let identity =
+        plan::identity(policy.process.as_ref(), &workdir).map_err(|e| anyhow::anyhow!(e))?;
+
+    let mut files = identity.files.clone();
+    files.push(Injected {
+        target: PathBuf::from(env::CA_CERT),
+        contents: ca.cert_pem().as_bytes().to_vec(),
+        mode: 0o644,
+    });
+    files.push(Injected {
+        target: PathBuf::from(env::CA_BUNDLE),
+        contents: tls::sandbox_bundle(ca.cert_pem(), &cfg.upstream_ca).into_bytes(),
+        mode: 0o644,
+    });
+    let fs_policy = policy.filesystem_policy.clone().unwrap_or_default();
+    let owner = std::fs::metadata(&workdir)
+        .map(|m| (m.uid(), m.gid()))
+        .unwrap_or((0, 0));
+    let idmap = if owner.0 != identity.uid {
+        // SAFETY: still single-threaded: no runtime or helper thread exists yet.
+        let fd = unsafe { idmap::mapping(owner.0, identity.uid, owner.1, identity.gid) }
+            .context("cannot prepare the id-mapped workdir")?;
+        Some(Arc::new(fd))
+    } else {
+        None
+    };
+    let (root, fs_rules) = plan::filesystem(&fs_policy, &workdir, idmap, files);
+    let compat = match policy.landlock.as_ref().and_then(|l| l.compatibility) {
+        Some(LandlockCompatibility::HardRequirement) => {
+            crate::confine::landlock::Compat::HardRequirement
+        }
+        _ => crate::confine::landlock::Compat::BestEffort,
+    };
+    let command = if !cfg.command.is_empty() {
+        cfg.command.clone()
+    } else if let Ok(c) = std::env::var("OPENSHELL_SANDBOX_COMMAND")
+        && !c.trim().is_empty()
+    {
+        vec!["/bin/sh".into(), "-c".into(), c]
+    } else {
+        vec!["/bin/bash".into()]
+    };
+    let environment = env::build(&env::EnvInputs {
+        name: &cfg.name,
+        user: &identity.user,
+        home: plan::WORKDIR,
+        term: std::env::var("TERM").ok(),
+        lang: std::env::var("LANG").ok(),
+        extra: &cfg.env,
+    });
+    let spec = init::InitSpec {
+        hostname: cfg.name.clone(),
+        root,
+        env: environment,
+        command,
+        cwd: PathBuf::from(plan::WORKDIR),
+        uid: identity.uid,
+        gid: identity.gid,
+        fs_rules,
+        compat,
+        boot_hook: PathBuf::from("/etc/openshell/boot.sh"),
+    };
+
+    if spawn::thread_count() != 1 {
+        bail!("internal error: the supervisor must be single-threaded when it creates the sandbox");
+    }
+    let (go_r, go_w) = pipe()?;
+    let (rep_r, rep_w) = pipe()?;
+    // SAFETY: single-threaded (checked above); the child only runs PID 1's code and exits.
+    let forked = unsafe { spawn::clone_into_namespaces(0) }.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the sandbox's namespaces: {e}. Run as root, or where unprivileged user namespaces are allowed"
+        )
+    })?;
+    let child = match forked {
+        spawn::Forked::Child => {
+            drop(go_w);
+            drop(rep_r);
+            let code = init::run(&spec, go_r, rep_w);
+            // SAFETY: leave without running the parent's destructors or atexit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        spawn::Forked::Parent(pid) => pid,
+    };
+    drop(go_r);
+    drop(rep_w);
+    let outcome = supervise(
+        &cfg,
+        child,
+        go_w,
+        rep_r,
+        active,
+        ca,
+        upstream_tls,
+        policy_text,
+    );
+    if outcome.is_err() {
+        init::kill_sandbox(child);
+        let _ = waitpid(child, None);
+    }
+    outcome
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    cfg: &RunConfig,
+    child: Pid,
+    go: OwnedFd,
+    report: OwnedFd,
+    active: Active,
+    ca: Arc<tls::SandboxCa>,
+    upstream_tls: Arc<rustls::ClientConfig>,
+    policy_text: String,
+) -> Result<i32> {
+    let netns = std::fs::File::open(format!("/proc/{child}/ns/net"))
+        .context("cannot open the sandbox's network namespace")?;
+    let (tun, listener) = net::ifconfig::in_netns(&netns, || -> Result<_> {
+        let tun = net::ifconfig::setup_sandbox_network()?;
+        let listener = std::net::TcpListener::bind(env::PROXY_ADDR)
+            .with_context(|| format!("cannot listen on {} inside the sandbox", env::PROXY_ADDR))?;
+        listener.set_nonblocking(true)?;
+        Ok((tun, listener))
+    })
+    .context("cannot enter the sandbox's network namespace")??;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (events, rx) = Events::channel(&cfg.name);
+    let (log, log_path) = events::open_log(&cfg.log);
+    let (stop_writer, stop_rx) = tokio::sync::oneshot::channel();
+    let writer = runtime.spawn(events::write_lines(rx, log, stop_rx));
+    let current = Arc::new(Current::new(active));
+    let (rev_tx, rev_rx) = tokio::sync::watch::channel(1u64);
+    let rev_tx = Arc::new(rev_tx);
+
+    let code = runtime.block_on(async {
+        let owners = OwnerLookup::new(child.as_raw() as u32)
+            .context("cannot watch the sandbox's processes")?;
+        let shared = Arc::new(proxy::Shared {
+            current: current.clone(),
+            events: events.clone(),
+            ca,
+            upstream_tls,
+            pins: cfg.pins.clone(),
+            owners,
+            revision: rev_rx,
+        });
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tokio::spawn(proxy::serve(listener, shared));
+        let ev = events.clone();
+        tokio::spawn(async move {
+            let _ = net::catcher::run(tun, move |a| {
+                let mut e = ev.event("warn", "network", "deny");
+                e.host = a.dst.to_string();
+                e.port = u32::from(a.dst_port);
+                e.layer = "bypass".into();
+                e.reason = format!(
+                    "direct {} connection bypassing the proxy; only the proxy at {} leads out",
+                    a.proto,
+                    env::PROXY_ADDR
+                );
+                ev.emit(e);
+            })
+            .await;
+        });
+        spawn_reloader(
+            cfg.policy_path.clone(),
+            policy_text,
+            current.clone(),
+            rev_tx.clone(),
+            events.clone(),
+        );
+        forward_signals(child);
+
+        events.say(
+            "info",
+            "lifecycle",
+            format!(
+                "sandbox {} started (pid {child}), policy {}, log {}",
+                cfg.name,
+                cfg.policy_path.display(),
+                log_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "stdout".into())
+            ),
+        );
+        // Everything is in place: let PID 1 build the root and start the command.
+        std::fs::File::from(go)
+            .write_all(b"g")
+            .context("the sandbox exited before it started")?;
+
+        let errors = tokio::task::spawn_blocking({
+            let events = events.clone();
+            move || read_report(report, &events)
+        });
+        let status = tokio::task::spawn_blocking(move || wait_exit(child)).await?;
+        let errors = errors.await.unwrap_or_default();
+        for e in &errors {
+            eprintln!("openshell-sandbox: {e}");
+        }
+        let mut e = events.event(if status == 0 { "info" } else { "warn" }, "lifecycle", "");
+        e.message = format!("sandbox {} exited with status {status}", cfg.name);
+        events.emit(e);
+        anyhow::Ok(status)
+    })?;
+    drop(events);
+    let _ = stop_writer.send(());
+    // Flush what is queued, briefly: the command's status must not wait on a slow disk.
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    });
+    runtime.shutdown_background();
+    Ok(code)
+}
+
+fn read_report(report: OwnedFd, events: &Events) -> Vec<String> {
+    let mut errors = Vec::new();
+    for line in std::io::BufReader::new(std::fs::File::from(report)).lines() {
+        let Ok(line) = line else { break };
+        if let Some(w) = line.strip_prefix("W ") {
+            events.say("warn", "lifecycle", w);
+        } else if let Some(e) = line.strip_prefix("E ") {
+            events.say("error", "lifecycle", e);
+            errors.push(e.to_string());
+        }
+    }
+    errors
+}
+
+fn wait_exit(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => {}
+            Err(_) => return init::EXIT_SETUP,
+        }
+    }
+}
+
+/// SIGINT and SIGTERM to the supervisor go to the sandbox's PID 1, which passes them on.
+fn forward_signals(child: Pid) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, sig) in [
+        (SignalKind::interrupt(), Signal::SIGINT),
+        (SignalKind::terminate(), Signal::SIGTERM),
+    ] {
+        if let Ok(mut s) = signal(kind) {
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    let _ = kill(child, sig);
+                }
+            });
+        }
+    }
+}
+
+/// Reloads on SIGHUP and whenever the policy file changes.
+fn spawn_reloader(
+    path: PathBuf,
+    text: String,
+    current: Arc<Current>,
+    rev: Arc<tokio::sync::watch::Sender<u64>>,
+    events: Events,
+) {
+    use notify::Watcher;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(8);
+    let hup_tx = tx.clone();
+    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                let _ = hup_tx.send(()).await;
+            }
+        });
+    }
+    let file_name = path.file_name().map(|f| f.to_os_string());
+    let watch_tx = tx.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|f| f.to_os_string()) == file_name)
+            && (ev.kind.is_modify() || ev.kind.is_create())
+        {
+            let _ = watch_tx.try_send(());
+        }
+    });
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let watcher = match watcher {
+        Ok(mut w) => match w.watch(
+            if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                &dir
+            },
+            notify::RecursiveMode::NonRecursive,
+        ) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                events.say(
+                    "warn",
+                    "policy",
+                    format!(
+                        "cannot watch {} for changes ({e}); SIGHUP still reloads",
+                        path.display()
+                    ),
+                );
+                None
+            }
+        },
+        Err(e) => {
+            events.say(
+                "warn",
+                "policy",
+                format!("cannot watch policy files ({e}); SIGHUP still reloads"),
+            );
+            None
+        }
+    };
+    tokio::spawn(async move {
+        let _keep = watcher;
+        let mut last = text;
+        while rx.recv().await.is_some() {
+            // Editors write in several steps: let them finish.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            while rx.try_recv().is_ok() {}
+            crate::reload::from_file(&path, &mut last, &current, &rev, &events);
+        }
+    });
+}

@@ -1,0 +1,257 @@
+//! The sandbox's PID 1: waits for the supervisor's go, builds the root, runs the boot hook and
+//! then the command as the sandbox user, confined; reaps orphans; exits with the command's
+//! status. Runs single-threaded in the child of [`super::spawn::clone_into_namespaces`].
+
+use super::mounts::{self, RootPlan};
+use crate::confine;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Exit status when the sandbox could not be set up (as `env` and container runtimes do).
+pub const EXIT_SETUP: i32 = 125;
+/// The command exists but could not be executed.
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+/// The command was not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Everything PID 1 needs, prepared by the supervisor before the clone.
+#[derive(Debug, Clone)]
+pub struct InitSpec {
+    pub hostname: String,
+    pub root: RootPlan,
+    /// The complete environment of the boot hook and the command.
+    pub env: Vec<(String, String)>,
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub fs_rules: confine::landlock::FsRules,
+    pub compat: confine::landlock::Compat,
+    pub boot_hook: PathBuf,
+}
+
+/// Messages PID 1 sends the supervisor, one per line: `W text` (a warning) or `E text`
+/// (setup failed).
+pub struct Report(std::fs::File);
+
+impl Report {
+    fn warn(&mut self, msg: &str) {
+        let _ = writeln!(self.0, "W {}", msg.replace('\n', " "));
+    }
+    fn error(&mut self, msg: &str) {
+        let _ = writeln!(self.0, "E {}", msg.replace('\n', " "));
+    }
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Runs PID 1 to completion and returns its exit status.
+pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd) -> i32 {
+    let mut report = Report(std::fs::File::from(report));
+    // The supervisor sends one byte once the network is ready; EOF means it died.
+    let mut byte = [0u8; 1];
+    if !matches!(std::fs::File::from(go).read(&mut byte), Ok(1)) {
+        return EXIT_SETUP;
+    }
+    match setup(spec, &mut report) {
+        Ok(()) => {}
+        Err(e) => {
+            report.error(&e);
+            return EXIT_SETUP;
+        }
+    }
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        let action = SigAction::new(
+            SigHandler::Handler(forward),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        // SAFETY: `forward` only calls kill, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+
+    if spec.boot_hook.exists() {
+        let hook = vec!["/bin/sh".to_string(), spec.boot_hook.display().to_string()];
+        match run_child(spec, &hook, &mut report) {
+            Ok(0) => {}
+            Ok(code) => {
+                report.error(&format!(
+                    "the boot hook {} failed with exit status {code}; the command was not started",
+                    spec.boot_hook.display()
+                ));
+                return EXIT_SETUP;
+            }
+            Err(e) => {
+                report.error(&e);
+                return EXIT_SETUP;
+            }
+        }
+    }
+    drop(report);
+    match run_child_quiet(spec, &spec.command) {
+        Ok(code) => code,
+        Err(_) => EXIT_SETUP,
+    }
+}
+
+fn setup(spec: &InitSpec, report: &mut Report) -> Result<(), String> {
+    nix::unistd::sethostname(&spec.hostname)
+        .map_err(|e| format!("cannot set the hostname: {e}"))?;
+    let skipped = mounts::build(&spec.root)
+        .map_err(|e| format!("cannot build the sandbox filesystem: {e}"))?;
+    for p in skipped {
+        report.warn(&format!(
+            "filesystem: skipping {}: it does not exist on this host",
+            p.display()
+        ));
+    }
+    Ok(())
+}
+
+fn run_child(spec: &InitSpec, argv: &[String], report: &mut Report) -> Result<i32, String> {
+    let prepared = prepare(spec, report)?;
+    spawn_and_wait(spec, argv, prepared)
+}
+
+fn run_child_quiet(spec: &InitSpec, argv: &[String]) -> Result<i32, String> {
+    let mut sink = Report(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| e.to_string())?,
+    );
+    let prepared = prepare(spec, &mut sink)?;
+    spawn_and_wait(spec, argv, prepared)
+}
+
+fn prepare(spec: &InitSpec, report: &mut Report) -> Result<confine::Prepared, String> {
+    let (prepared, warnings) =
+        confine::prepare(Some(&spec.fs_rules), spec.compat, spec.uid, spec.gid)
+            .map_err(|e| e.to_string())?;
+    for w in warnings {
+        report.warn(&w);
+    }
+    Ok(prepared)
+}
+
+/// Forks the confined child, execs `argv`, and reaps until it exits.
+fn spawn_and_wait(
+    spec: &InitSpec,
+    argv: &[String],
+    prepared: confine::Prepared,
+) -> Result<i32, String> {
+    let program =
+        resolve(&argv[0], &spec.env).ok_or_else(|| format!("{}: command not found", argv[0]));
+    let args: Vec<CString> = argv
+        .iter()
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect();
+    // SAFETY: PID 1 is single-threaded; the child only confines itself and execs.
+    match unsafe { fork() }.map_err(|e| format!("cannot fork: {e}"))? {
+        ForkResult::Child => {
+            let code = exec_child(spec, program, &args, &env, prepared);
+            // SAFETY: _exit is always safe; no destructors must run in the forked child.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            CHILD.store(child.as_raw(), Ordering::Relaxed);
+            Ok(reap_until(child))
+        }
+    }
+}
+
+fn exec_child(
+    spec: &InitSpec,
+    program: Result<PathBuf, String>,
+    args: &[CString],
+    env: &[CString],
+    prepared: confine::Prepared,
+) -> i32 {
+    let program = match program {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("openshell-sandbox: {e}");
+            return EXIT_NOT_FOUND;
+        }
+    };
+    let _ = std::env::set_current_dir(&spec.cwd);
+    if let Err(e) = prepared.enter() {
+        eprintln!("openshell-sandbox: cannot confine the command: {e}");
+        return EXIT_SETUP;
+    }
+    let Ok(path) = CString::new(program.as_os_str().as_encoded_bytes()) else {
+        return EXIT_NOT_FOUND;
+    };
+    let err = nix::unistd::execve(&path, args, env).err();
+    eprintln!(
+        "openshell-sandbox: cannot run {}: {}",
+        program.display(),
+        err.map(|e| e.desc()).unwrap_or("unknown error")
+    );
+    match err {
+        Some(nix::Error::ENOENT) => EXIT_NOT_FOUND,
+        _ => EXIT_CANNOT_EXEC,
+    }
+}
+
+/// Reaps every child (orphans re-parent to PID 1) until `main` exits; its status is ours.
+fn reap_until(main: Pid) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == main => return code,
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == main => return 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => {}
+            Err(_) => return EXIT_SETUP,
+        }
+    }
+}
+
+/// Finds `cmd` on the sandbox's `PATH` (from the environment we built, not ours).
+fn resolve(cmd: &str, env: &[(String, String)]) -> Option<PathBuf> {
+    if cmd.contains('/') {
+        return Some(PathBuf::from(cmd));
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/bin:/bin");
+    path.split(':').map(|d| Path::new(d).join(cmd)).find(|p| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Kills the whole sandbox from outside: PID 1's death takes every process with it.
+pub fn kill_sandbox(init: Pid) {
+    let _ = kill(init, Signal::SIGKILL);
+}
