@@ -50,6 +50,7 @@ pub fn starting_policy(path: &Path) -> Result<Policy> {
 
 /// Runs the sandbox to completion; returns the command's exit status.
 pub fn standalone(cfg: RunConfig) -> Result<i32> {
+    raise_fd_limit();
     let policy = starting_policy(&cfg.policy_path)?;
     let policy_text = std::fs::read_to_string(&cfg.policy_path).unwrap_or_default();
     let active = Active::compile(1, policy.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -159,6 +160,14 @@ pub fn standalone(cfg: RunConfig) -> Result<i32> {
         let _ = waitpid(child, None);
     }
     outcome
+}
+
+/// The proxy holds two descriptors per connection: use all the descriptors we may.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

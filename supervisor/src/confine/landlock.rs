@@ -3,14 +3,33 @@
 //!
 //! [`prepare`] runs in the supervisor before fork: it opens every listed path and
 //! builds the ruleset (a kernel fd). [`restrict`] runs in the child after fork:
-//! it is a `prctl` plus `landlock_restrict_self` and allocates nothing.
+//! a few opens (see below), a `prctl` and `landlock_restrict_self`; it
+//! allocates nothing.
 //!
 //! Landlock grants are additive down a hierarchy: a `read_only` path inside a
 //! `read_write` tree stays writable. [`prepare`] warns about that case.
 //! Network rights are not handled here: the network namespace confines the network.
+//!
+//! # Rules, mounts and the new root
+//!
+//! A rule attaches to the inode the path resolves to when it is opened, not to
+//! the path string. To decide an access the kernel walks up the path actually
+//! used, crossing mounts, and unions the rules it meets, except that it skips
+//! mountpoint directories ("hidden" by what is mounted on them). For a
+//! supervisor that opens rules before fork and builds the new root after it:
+//!
+//! - a rule on a directory covers it wherever it is bind-mounted later (same
+//!   inode), and covers filesystems mounted later on its subdirectories (the
+//!   walk goes through it);
+//! - a rule on a directory that later becomes a mountpoint does not cover the
+//!   filesystem mounted on it (a fresh procfs on `<root>/proc`, a tmpfs on
+//!   `<root>/tmp`): add those with [`PreparedRuleset::add_after_mount`], which
+//!   opens them inside the child, once its mounts exist.
 
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use ::landlock::{
@@ -61,13 +80,16 @@ pub enum RestrictStatus {
     NotEnforced,
 }
 
-/// A ruleset ready to be applied in the child. Holds one kernel fd (close-on-exec)
-/// and no heap memory, so moving it into a `pre_exec` closure is fine.
+/// A ruleset ready to be applied in the child: one kernel fd (close-on-exec) and
+/// the after-mount paths, already converted to C strings. [`restrict`] consumes
+/// it without allocating or freeing.
 #[derive(Debug)]
 pub struct PreparedRuleset {
     ruleset: Option<RulesetCreated>,
     compat: Compat,
     abi: i32,
+    /// Opened in the child by [`restrict`]: (path, rights for a directory).
+    after_mount: Vec<(CString, BitFlags<AccessFs>)>,
 }
 
 impl PreparedRuleset {
@@ -80,6 +102,37 @@ impl PreparedRuleset {
     /// The compatibility mode the ruleset was prepared with.
     pub fn compat(&self) -> Compat {
         self.compat
+    }
+
+    /// Adds rules for paths that only exist once the child has built its mounts
+    /// (a fresh procfs, a tmpfs): they are opened by [`restrict`], in the
+    /// child's final mount namespace and relative to its root. Call before fork.
+    ///
+    /// Paths must be absolute. A path that cannot be opened in the child makes
+    /// [`restrict`] fail whatever the [`Compat`] mode: the child mounted it
+    /// itself, so its absence is a bug, not a host difference. Without Landlock
+    /// (best effort) the paths are ignored.
+    pub fn add_after_mount(&mut self, rules: &FsRules) -> Result<(), ConfineError> {
+        let abi = ABI::from(self.abi);
+        let lists = [
+            (&rules.read_only, AccessFs::from_read(abi)),
+            (&rules.read_write, AccessFs::from_all(abi)),
+        ];
+        for (paths, access) in lists {
+            for path in paths {
+                let bad = |reason: &str| ConfineError::LandlockPath {
+                    path: path.clone(),
+                    reason: reason.to_owned(),
+                };
+                if !path.is_absolute() {
+                    return Err(bad("is not an absolute path"));
+                }
+                let c = CString::new(path.as_os_str().as_bytes())
+                    .map_err(|_| bad("contains a NUL byte"))?;
+                self.after_mount.push((c, access));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -137,6 +190,7 @@ pub fn prepare(
                     ruleset: None,
                     compat,
                     abi: 0,
+                    after_mount: Vec::new(),
                 },
                 warnings,
             ));
@@ -230,6 +284,7 @@ pub fn prepare(
             ruleset: Some(created),
             compat,
             abi: abi_num,
+            after_mount: Vec::new(),
         },
         warnings,
     ))
@@ -242,6 +297,10 @@ fn open_rule(
     access: BitFlags<AccessFs>,
     file_rights: BitFlags<AccessFs>,
 ) -> Result<PathBeneath<PathFd>, String> {
+    if !path.is_absolute() {
+        // Would resolve against the supervisor's working directory.
+        return Err("is not an absolute path".to_owned());
+    }
     let fd = PathFd::new(path).map_err(|e| {
         let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>());
         match io.map(io::Error::kind) {
@@ -258,9 +317,39 @@ fn open_rule(
     Ok(PathBeneath::new(fd, access))
 }
 
+impl PreparedRuleset {
+    /// Opens the [`add_after_mount`](Self::add_after_mount) paths and adds their
+    /// rules. Post-fork safe; [`restrict`] calls it if it has not run yet.
+    /// [`super::Prepared::enter`] calls it before dropping privileges, so paths
+    /// resolve with the same permissions as in [`prepare`].
+    pub fn open_after_mount(&mut self) -> Result<(), ConfineError> {
+        // Leaked rather than freed: no allocator calls after fork, and an error
+        // can point at its path for as long as the process lives.
+        let paths: &'static [(CString, BitFlags<AccessFs>)] =
+            std::mem::take(&mut self.after_mount).leak();
+        let Some(mut ruleset) = self.ruleset.take() else {
+            return Ok(()); // no Landlock (best effort): nothing to add to
+        };
+        let file_rights = AccessFs::from_file(ABI::from(self.abi));
+        for (path, access) in paths {
+            let rule = open_in_child(path, *access, file_rights)?;
+            ruleset = ruleset
+                .add_rule(rule)
+                .map_err(|e| ConfineError::LandlockPathInChild {
+                    path,
+                    errno: nix::errno::Errno::from_raw(errno_of(&e)),
+                })?;
+        }
+        self.ruleset = Some(ruleset);
+        Ok(())
+    }
+}
+
 /// Applies the ruleset to the calling thread (and so to everything it execs).
-/// Post-fork safe: sets no_new_privs and calls `landlock_restrict_self`.
-pub fn restrict(prepared: PreparedRuleset) -> Result<RestrictStatus, ConfineError> {
+/// Post-fork safe (no allocation): opens any pending after-mount paths, sets
+/// no_new_privs and calls `landlock_restrict_self`.
+pub fn restrict(mut prepared: PreparedRuleset) -> Result<RestrictStatus, ConfineError> {
+    prepared.open_after_mount()?;
     let Some(ruleset) = prepared.ruleset else {
         // `prepare` only returns no ruleset in best-effort mode.
         return match prepared.compat {
@@ -281,6 +370,30 @@ pub fn restrict(prepared: PreparedRuleset) -> Result<RestrictStatus, ConfineErro
             Compat::HardRequirement => Err(ConfineError::LandlockNotEnforced),
         },
     }
+}
+
+/// `open_rule` for the child: raw open + fstat, no allocation.
+fn open_in_child(
+    path: &'static CStr,
+    access: BitFlags<AccessFs>,
+    file_rights: BitFlags<AccessFs>,
+) -> Result<PathBeneath<OwnedFd>, ConfineError> {
+    let fail = || ConfineError::LandlockPathInChild {
+        path,
+        errno: nix::errno::Errno::last(),
+    };
+    // SAFETY: NUL-terminated path; O_PATH opens nothing but a reference.
+    let raw = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return Err(fail());
+    }
+    // SAFETY: `raw` is a freshly opened descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let st = nix::sys::stat::fstat(fd.as_fd())
+        .map_err(|errno| ConfineError::LandlockPathInChild { path, errno })?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let access = if is_dir { access } else { access & file_rights };
+    Ok(PathBeneath::new(fd, access))
 }
 
 /// The errno inside a landlock error, found without allocating.

@@ -20,6 +20,7 @@ pub mod landlock;
 pub mod seccomp;
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
@@ -65,6 +66,20 @@ pub enum ConfineError {
          report it with the output of `uname -r`, or set landlock.compatibility: best_effort"
     )]
     LandlockRuleset(#[source] ::landlock::RulesetError),
+
+    /// A path added with [`PreparedRuleset::add_after_mount`] could not be used
+    /// in the child.
+    #[error(
+        "Landlock path {} could not be opened inside the sandbox after its mounts were \
+         built ({errno}); it must exist in the sandbox's root when the agent starts",
+        path.to_str().unwrap_or("<non-UTF-8 path>")
+    )]
+    LandlockPathInChild {
+        /// The path (leaked in the child, which execs or exits right after).
+        path: &'static std::ffi::CStr,
+        /// Error from the kernel.
+        errno: Errno,
+    },
 
     /// landlock_restrict_self failed in the child.
     #[error(
@@ -168,6 +183,7 @@ impl ConfineError {
     pub fn raw_os_error(&self) -> i32 {
         match self {
             Self::LandlockRestrict { errno }
+            | Self::LandlockPathInChild { errno, .. }
             | Self::SeccompApply { errno }
             | Self::Identity { errno, .. } => *errno as i32,
             Self::LandlockUnavailable { .. } | Self::LandlockNotEnforced => libc::EOPNOTSUPP,
@@ -242,22 +258,37 @@ impl Prepared {
         self.gid
     }
 
+    /// See [`PreparedRuleset::add_after_mount`]. Ignored when Landlock is not
+    /// configured (`fs: None` in [`prepare`]).
+    pub fn add_after_mount(&mut self, rules: &FsRules) -> Result<(), ConfineError> {
+        match &mut self.landlock {
+            Some(ruleset) => ruleset.add_after_mount(rules),
+            None => Ok(()),
+        }
+    }
+
     /// The Landlock ABI in use, if Landlock is configured (0: unavailable).
     pub fn landlock_abi(&self) -> Option<i32> {
         self.landlock.as_ref().map(PreparedRuleset::abi)
     }
 
-    /// Confines the calling process. Call in the child, right before execve.
-    /// Makes syscalls only: no allocation, no locks, no logging.
+    /// Confines the calling process. Call in the child, right before execve,
+    /// once its mounts are final. Syscalls only: no allocation, no locks, no
+    /// logging.
     ///
     /// Order, and why:
-    /// 1. [`drop_to`]: setgroups/setresgid/bounding set need CAP_SETGID and
-    ///    CAP_SETPCAP, which setresuid removes, so they go first; it also sets
-    ///    no_new_privs, which the two next steps need from an unprivileged process.
-    /// 2. Landlock: `landlock_restrict_self` is itself a syscall the seccomp filter
-    ///    could one day deny, and it must not be confused by an earlier filter.
-    /// 3. Seccomp last: the filter never has to allow the setup syscalls above, so
-    ///    it can stay as tight as the policy wants.
+    /// 1. Open the Landlock after-mount paths while still root, so they resolve
+    ///    with the permissions [`prepare`] had (a 0700 directory on the way must
+    ///    not make them vanish).
+    /// 2. [`drop_to`]: setgroups, setresgid and the bounding-set drop need
+    ///    CAP_SETGID/CAP_SETPCAP, which its setresuid removes; it then sets
+    ///    no_new_privs, the only thing steps 3 and 4 need from an unprivileged
+    ///    process, and checks the result with capget.
+    /// 3. Landlock `restrict_self`.
+    /// 4. Seccomp last, so the filter never has to allow what only the setup
+    ///    uses (setgroups, setresuid, capset, landlock_*, prctl): it can be
+    ///    tightened without reordering anything, and a setup call it denied
+    ///    would fail loudly here rather than be skipped.
     pub fn enter(self) -> Result<(), ConfineError> {
         let Prepared {
             seccomp,
@@ -265,10 +296,14 @@ impl Prepared {
             uid,
             gid,
         } = self;
-        // The BPF program is a Vec: freeing it after fork would call into the
-        // allocator, so it is leaked instead; execve discards it with the rest of
-        // the address space. (The ruleset holds only an fd: dropping it is a close.)
-        let seccomp = std::mem::ManuallyDrop::new(seccomp);
+        // Nothing is freed after fork (the allocator may be locked by a thread
+        // that no longer exists): the BPF program is leaked, as are the
+        // after-mount paths (see open_after_mount); execve discards them.
+        let seccomp = ManuallyDrop::new(seccomp);
+        let mut landlock = landlock;
+        if let Some(ruleset) = landlock.as_mut() {
+            ruleset.open_after_mount()?;
+        }
         drop_to(uid, gid)?;
         if let Some(ruleset) = landlock {
             landlock::restrict(ruleset)?;

@@ -45,8 +45,13 @@ pub struct Target {
     pub port: u16,
 }
 
+/// Connections served at once per sandbox; beyond this new ones are closed at once, so a
+/// flood from inside cannot take the supervisor's descriptors.
+pub const MAX_CONNECTIONS: usize = 8192;
+
 /// Serves the proxy on `listener` until the runtime stops.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -57,9 +62,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let local = match stream.local_addr() {
                 Ok(a) => a,
                 Err(_) => return,

@@ -106,7 +106,15 @@ mod tests {
             Some(&["127.0.0.1".parse().expect("ip")][..])
         );
         assert_eq!(p.get("x.test"), Some(&["::1".parse().expect("ip")][..]));
-        assert!(Pins::parse(["nohost"]).expect_err("no =").contains("HOST=IP"));
-        assert!(Pins::parse(["a=b"]).expect_err("bad ip").contains("not an IP"));
+        assert!(
+            Pins::parse(["nohost"])
+                .expect_err("no =")
+                .contains("HOST=IP")
+        );
+        assert!(
+            Pins::parse(["a=b"])
+                .expect_err("bad ip")
+                .contains("not an IP")
+        );
     }
 }

@@ -20,6 +20,11 @@ pub const EXIT_CANNOT_EXEC: i32 = 126;
 /// The command was not found.
 pub const EXIT_NOT_FOUND: i32 = 127;
 
+/// Processes the sandbox user may have at once (RLIMIT_NPROC).
+pub const PROCESS_LIMIT: u64 = 4096;
+/// Open files per process inside the sandbox (RLIMIT_NOFILE).
+pub const FILE_LIMIT: u64 = 4096;
+
 /// Everything PID 1 needs, prepared by the supervisor before the clone.
 #[derive(Debug, Clone)]
 pub struct InitSpec {
@@ -203,6 +208,17 @@ fn exec_child(
         }
     };
     let _ = std::env::set_current_dir(&spec.cwd);
+    // A fork bomb or an fd flood inside stays inside: the host's process table and the
+    // proxy's descriptors are shared with everyone else.
+    for (res, limit) in [
+        (nix::sys::resource::Resource::RLIMIT_NPROC, PROCESS_LIMIT),
+        (nix::sys::resource::Resource::RLIMIT_NOFILE, FILE_LIMIT),
+    ] {
+        if let Err(e) = nix::sys::resource::setrlimit(res, limit, limit) {
+            eprintln!("openshell-sandbox: cannot set {res:?}: {e}");
+            return EXIT_SETUP;
+        }
+    }
     if let Err(e) = prepared.enter() {
         eprintln!("openshell-sandbox: cannot confine the command: {e}");
         return EXIT_SETUP;
