@@ -18,6 +18,7 @@ pub struct Events {
     sandbox: Arc<str>,
     tx: mpsc::Sender<Event>,
     dropped: Arc<std::sync::atomic::AtomicU64>,
+    finishing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Events {
@@ -29,6 +30,7 @@ impl Events {
                 sandbox: sandbox.into(),
                 tx,
                 dropped: Arc::default(),
+                finishing: Arc::default(),
             },
             rx,
         )
@@ -78,42 +80,64 @@ pub fn open_log(path: &Path) -> (Box<dyn Write + Send>, Option<PathBuf>) {
     }
 }
 
-/// Writes every event as one JSON line until all senders are gone, or until `stop` fires;
-/// then writes what is still queued and returns.
-pub async fn write_lines(
+/// How long the writer lets events gather before writing them.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The marker [`Events::finish`] sends: the writer drains what is queued and stops.
+const STOP: &str = "\0stop";
+
+impl Events {
+    /// Asks the writer to write what is queued and stop (other handles may still exist).
+    pub fn finish(&self) {
+        self.finishing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let e = Event {
+            kind: STOP.into(),
+            ..Event::default()
+        };
+        // Waits for room: the marker must not be dropped like an event in a flood.
+        let _ = self.tx.blocking_send(e);
+    }
+}
+
+/// Writes every event as one JSON line, on its own thread so a slow disk never stalls the
+/// proxy, until [`Events::finish`] or until every handle is gone.
+pub fn spawn_writer(
+    events: &Events,
     mut rx: mpsc::Receiver<Event>,
     mut out: Box<dyn Write + Send>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    loop {
-        let e = tokio::select! {
-            e = rx.recv() => match e {
-                Some(e) => e,
-                None => return,
-            },
-            _ = &mut stop => {
-                buf.clear();
-                while let Ok(e) = rx.try_recv() {
-                    push_line(&mut buf, &e);
+) -> std::thread::JoinHandle<()> {
+    let finishing = events.finishing.clone();
+    std::thread::spawn(move || {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Some(e) = rx.blocking_recv() {
+            // Let a burst gather: one wake-up and one write per batch, not per event, so a
+            // busy proxy does not pay a thread switch for every request it logs.
+            let gather = std::time::Instant::now();
+            while gather.elapsed() < BATCH_WINDOW
+                && !finishing.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            buf.clear();
+            let mut stop = e.kind == STOP;
+            if !stop {
+                push_line(&mut buf, &e);
+            }
+            loop {
+                match rx.try_recv() {
+                    Ok(e) if e.kind == STOP => stop = true,
+                    Ok(e) => push_line(&mut buf, &e),
+                    Err(_) => break,
                 }
-                let _ = out.write_all(&buf);
-                let _ = out.flush();
+            }
+            let _ = out.write_all(&buf);
+            let _ = out.flush();
+            if stop {
                 return;
             }
-        };
-        buf.clear();
-        push_line(&mut buf, &e);
-        // Drain what else is queued so a burst costs one write.
-        while buf.len() < 60 * 1024 {
-            match rx.try_recv() {
-                Ok(e) => push_line(&mut buf, &e),
-                Err(_) => break,
-            }
         }
-        let _ = out.write_all(&buf);
-        let _ = out.flush();
-    }
+    })
 }
 
 fn push_line(buf: &mut Vec<u8>, e: &Event) {

@@ -187,30 +187,32 @@ fn supervise(
 ) -> Result<i32> {
     let netns = std::fs::File::open(format!("/proc/{child}/ns/net"))
         .context("cannot open the sandbox's network namespace")?;
-    let (tun, listener) = net::ifconfig::in_netns(&netns, || -> Result<_> {
+    let (tun, listener, diag) = net::ifconfig::in_netns(&netns, || -> Result<_> {
         let tun = net::ifconfig::setup_sandbox_network()?;
+        let diag = proxy::owner::sock_diag_socket()
+            .context("cannot open a sock_diag socket in the sandbox")?;
         let listener = std::net::TcpListener::bind(env::PROXY_ADDR)
             .with_context(|| format!("cannot listen on {} inside the sandbox", env::PROXY_ADDR))?;
         listener.set_nonblocking(true)?;
-        Ok((tun, listener))
+        Ok((tun, listener, diag))
     })
     .context("cannot enter the sandbox's network namespace")??;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves the proxy: no cross-thread wake-ups per request, and a sandbox's
+    // traffic never needs more than a core (bulk tunnels splice in the kernel).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let (events, rx) = Events::channel(&cfg.name);
     let (log, log_path) = events::open_log(&cfg.log);
-    let (stop_writer, stop_rx) = tokio::sync::oneshot::channel();
-    let writer = runtime.spawn(events::write_lines(rx, log, stop_rx));
+    let writer = events::spawn_writer(&events, rx, log);
     let current = Arc::new(Current::new(active));
     let (rev_tx, rev_rx) = tokio::sync::watch::channel(1u64);
     let rev_tx = Arc::new(rev_tx);
 
     let code = runtime.block_on(async {
-        let owners = OwnerLookup::new(child.as_raw() as u32)
+        let owners = OwnerLookup::new(child.as_raw() as u32, Some(diag))
             .context("cannot watch the sandbox's processes")?;
         let shared = Arc::new(proxy::Shared {
             current: current.clone(),
@@ -280,12 +282,13 @@ fn supervise(
         events.emit(e);
         anyhow::Ok(status)
     })?;
+    events.finish();
     drop(events);
-    let _ = stop_writer.send(());
-    // Flush what is queued, briefly: the command's status must not wait on a slow disk.
-    runtime.block_on(async {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
-    });
+    // Let the writer flush, briefly: the command's status must not wait on a slow disk.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !writer.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     runtime.shutdown_background();
     Ok(code)
 }

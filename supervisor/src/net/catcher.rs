@@ -72,10 +72,14 @@ const IPV6_MIN_MTU: usize = 1280;
 const IPV6_HEADER_LEN: usize = 40;
 const ICMP_HEADER_LEN: usize = 8;
 
-/// Reads packets from `tun` until reading fails (or the future is dropped),
-/// answering each one and passing each new attempt to `report`.
+/// Reads packets from `tun` (the fd from
+/// [`setup_sandbox_network`](super::ifconfig::setup_sandbox_network)) until
+/// reading fails or the future is dropped, answering each one and passing
+/// each new attempt to `report` (at most once per flow per [`REPORT_INTERVAL`]).
 ///
-/// `report` runs on the catcher's task: keep it cheap (send to a channel).
+/// Must run inside a tokio runtime with IO enabled. `report` runs on the
+/// catcher's task: keep it cheap (send to a channel). Returns an error when
+/// the fd fails, e.g. EBADFD once the tun interface was deleted.
 pub async fn run(tun: OwnedFd, report: impl Fn(DirectAttempt) + Send + 'static) -> io::Result<()> {
     set_nonblocking(&tun)?;
     // SAFETY: an OwnedFd is a valid open fd that always reports the same raw
@@ -93,23 +97,13 @@ pub async fn run(tun: OwnedFd, report: impl Fn(DirectAttempt) + Send + 'static) 
             return Ok(());
         }
         let Some(caught) = inspect(&packet[..len], &mut answer) else {
-            if std::env::var_os("NETCATCH_DEBUG").is_some() {
-                eprintln!("DBG ignored {:02x?}", &packet[..len.min(48)]);
-            }
             continue;
         };
-        if std::env::var_os("NETCATCH_DEBUG").is_some() {
-            eprintln!(
-                "DBG caught {:?} answered {}",
-                caught.attempt, caught.answered
-            );
-        }
         // Answer first: the sender is blocked until it hears back.
         if caught.answered
             && let Err(e) = write_packet(&tun, &answer).await
         {
             tracing::debug!(error = %e, "cannot write an answer to the tun");
-            eprintln!("DBG write error {e}");
         }
         if limiter.allow(&caught.attempt, Instant::now()) {
             report(caught.attempt);
@@ -127,7 +121,9 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 
 async fn read_packet(tun: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        let mut guard = tun.readable().await?;
+        // ERROR too: when the tun interface goes away the fd polls as EPOLLERR
+        // only (never readable), and the read then says why (EBADFD).
+        let mut guard = tun.ready(Interest::READABLE | Interest::ERROR).await?;
         match guard
             .try_io(|fd| nix::unistd::read(fd.get_ref().as_fd(), buf).map_err(io::Error::from))
         {

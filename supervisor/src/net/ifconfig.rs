@@ -5,13 +5,13 @@
 //! calling thread must already be in the target network namespace: sockets and
 //! the tun device are bound to the namespace of the thread that creates them.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, setns};
@@ -57,14 +57,18 @@ pub fn in_netns<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<
     })
 }
 
-/// Configures the calling thread's network namespace so that all direct
-/// egress lands on a tun device, and returns that tun's fd (non-blocking).
+/// Configures the calling thread's network namespace (a fresh one: run it
+/// through [`in_netns`]) so that all direct egress lands on a tun device, and
+/// returns that tun's fd (non-blocking), for [`super::catcher::run`].
 ///
-/// Brings `lo` up, creates the tun [`TUN_NAME`] (IFF_TUN | IFF_NO_PI), gives it
-/// [`TUN_IPV4`]/32 and [`TUN_IPV6`]/128 (without duplicate address detection,
-/// so the address is usable at once), sets it up and makes it the default
-/// route for IPv4 and IPv6. Closing the returned fd removes the interface and
-/// its routes.
+/// Brings `lo` up, creates the tun [`TUN_NAME`] (IFF_TUN | IFF_NO_PI), sets it
+/// up, gives it [`TUN_IPV4`]/32 and [`TUN_IPV6`]/128 (without duplicate address
+/// detection) and makes it the default route for IPv4 and IPv6. It returns
+/// once the kernel has finished the IPv6 address, so the very first packet is
+/// caught and answered. It fails rather than replace an existing default route.
+///
+/// Closing the returned fd removes the interface, its addresses and routes.
+/// While the fd is open it also keeps the network namespace alive.
 pub fn setup_sandbox_network() -> Result<OwnedFd, NetError> {
     let mut nl = Netlink::open().map_err(|source| NetError::Configure {
         action: "open a netlink socket to configure the sandbox network".into(),
@@ -91,10 +95,7 @@ pub fn setup_sandbox_network() -> Result<OwnedFd, NetError> {
             source,
         })?;
     nl.add_default_route(index, IpAddr::V4(TUN_IPV4))
-        .map_err(|source| NetError::Configure {
-            action: format!("add the default route 0.0.0.0/0 dev {TUN_NAME}"),
-            source,
-        })?;
+        .map_err(|source| route_error("0.0.0.0/0", source))?;
 
     // A kernel without IPv6 (ipv6.disable=1) has no IPv6 sockets either, so
     // there is nothing to catch; anything else is a real failure.
@@ -112,12 +113,58 @@ pub fn setup_sandbox_network() -> Result<OwnedFd, NetError> {
         }
     }
     nl.add_default_route(index, IpAddr::V6(TUN_IPV6))
-        .map_err(|source| NetError::Configure {
-            action: format!("add the default route ::/0 dev {TUN_NAME}"),
-            source,
-        })?;
+        .map_err(|source| route_error("::/0", source))?;
+    wait_for_local_route(&mut nl, TUN_IPV6)?;
 
     Ok(tun)
+}
+
+/// How long the kernel may take to finish an IPv6 address. It does that on a
+/// workqueue that needs the rtnl lock, which other namespaces being torn down
+/// can hold for a long while.
+const ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until `addr` is routed as local. The kernel accepts an IPv6 address
+/// (and lets sockets bind it) before it installs the address's local route:
+/// that happens later, on a workqueue, even with IFA_F_NODAD. Until then
+/// packets to the address follow the default route into the tun, and answers
+/// sent to it from the tun are dropped as not ours (Ip6InAddrErrors), so the
+/// first direct attempts would hang instead of failing.
+fn wait_for_local_route(nl: &mut Netlink, addr: Ipv6Addr) -> Result<(), NetError> {
+    let deadline = Instant::now() + ADDRESS_READY_TIMEOUT;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let route = nl.route_type(addr).map_err(|source| NetError::Configure {
+            action: format!("look up the route to {addr}"),
+            source,
+        })?;
+        if route == libc::RTN_LOCAL {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(NetError::Configure {
+                action: format!("make the address {addr} on {TUN_NAME} usable"),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the kernel did not install its local route within {ADDRESS_READY_TIMEOUT:?}"
+                    ),
+                ),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn route_error(dst: &str, source: io::Error) -> NetError {
+    let mut action = format!("add the default route {dst} dev {TUN_NAME}");
+    if source.raw_os_error() == Some(libc::EEXIST) {
+        action.push_str(
+            " (there already is one: the setup must run in the sandbox's own fresh network namespace)",
+        );
+    }
+    NetError::Configure { action, source }
 }
 
 fn ifindex(name: &str) -> Result<u32, NetError> {
@@ -168,20 +215,14 @@ fn open_tun(name: &str) -> Result<OwnedFd, NetError> {
 }
 
 fn open_rw_nonblock(path: &Path) -> io::Result<OwnedFd> {
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: cpath is a valid NUL-terminated string for the duration of the call.
-    let fd = unsafe {
-        libc::open(
-            cpath.as_ptr(),
-            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: open just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use std::os::unix::fs::OpenOptionsExt;
+    // std opens with O_CLOEXEC; the catcher needs O_NONBLOCK.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    Ok(OwnedFd::from(file))
 }
 
 /// Some minimal containers have no /dev/net/tun even though the kernel has
@@ -190,12 +231,12 @@ fn open_rw_nonblock(path: &Path) -> io::Result<OwnedFd> {
 fn open_private_tun_node() -> Result<OwnedFd, NetError> {
     use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Unique per process and call; create() below refuses an existing path.
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let dir: PathBuf =
-        std::env::temp_dir().join(format!("openshell-tun-{}-{nanos}", std::process::id()));
+        std::env::temp_dir().join(format!("openshell-tun-{}-{call}", std::process::id()));
     let fail = |source: io::Error| NetError::NoTunDevice {
         dir: dir.clone(),
         source,
@@ -251,7 +292,7 @@ impl Netlink {
         self.request(libc::RTM_NEWLINK, 0, &body)
     }
 
-    /// `ip addr replace <addr>/<prefix> dev <index> nodad`
+    /// `ip addr add <addr>/<prefix> dev <index> nodad`
     fn add_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> io::Result<()> {
         let (family, octets) = family_and_octets(addr);
         let mut body = Vec::with_capacity(64);
@@ -269,11 +310,11 @@ impl Netlink {
         if flags != 0 {
             push_attr(&mut body, libc::IFA_FLAGS, &flags.to_ne_bytes());
         }
-        let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
         self.request(libc::RTM_NEWADDR, flags, &body)
     }
 
-    /// `ip route replace default dev <index> src <src>`
+    /// `ip route add default dev <index> src <src>`
     fn add_default_route(&mut self, index: u32, src: IpAddr) -> io::Result<()> {
         let (family, octets) = family_and_octets(src);
         let mut body = Vec::with_capacity(32);
@@ -293,18 +334,47 @@ impl Netlink {
         body.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
         push_attr(&mut body, libc::RTA_OIF, &index.to_ne_bytes());
         push_attr(&mut body, libc::RTA_PREFSRC, &octets);
-        let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+        // EXCL, not REPLACE: run by mistake in a namespace that already has
+        // a default route (the host's), this fails instead of hijacking it.
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
         self.request(libc::RTM_NEWROUTE, flags, &body)
     }
 
+    /// `ip -6 route get <dst>`: the type (RTN_*) of the route the kernel
+    /// would use for `dst`.
+    fn route_type(&mut self, dst: Ipv6Addr) -> io::Result<u8> {
+        let mut body = Vec::with_capacity(32);
+        body.push(libc::AF_INET6 as u8); // rtm_family
+        body.push(128); // rtm_dst_len
+        body.extend_from_slice(&[0; 6]); // src_len, tos, table, protocol, scope, type
+        body.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
+        push_attr(&mut body, libc::RTA_DST, &dst.octets());
+        match self.transact(libc::RTM_GETROUTE, 0, &body)? {
+            // rtm_type is the 8th byte of the rtmsg that starts the reply.
+            Some(reply) if reply.len() >= 8 => Ok(reply[7]),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no route in the kernel's answer to a route lookup",
+            )),
+        }
+    }
+
+    /// Sends a request that the kernel acks and waits for the ack.
     fn request(&mut self, msg_type: u16, flags: u16, body: &[u8]) -> io::Result<()> {
+        let flags = flags | libc::NLM_F_ACK as u16;
+        self.transact(msg_type, flags, body).map(drop)
+    }
+
+    /// Sends one request and returns the payload of the kernel's answer to it
+    /// (None for a bare ack).
+    fn transact(&mut self, msg_type: u16, flags: u16, body: &[u8]) -> io::Result<Option<Vec<u8>>> {
         self.seq = self.seq.wrapping_add(1);
         let len = u32::try_from(NLMSG_HDRLEN + body.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "netlink message too big"))?;
         let mut msg = Vec::with_capacity(NLMSG_HDRLEN + body.len());
         msg.extend_from_slice(&len.to_ne_bytes());
         msg.extend_from_slice(&msg_type.to_ne_bytes());
-        let flags = flags | (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+        let flags = flags | libc::NLM_F_REQUEST as u16;
         msg.extend_from_slice(&flags.to_ne_bytes());
         msg.extend_from_slice(&self.seq.to_ne_bytes());
         msg.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: let the kernel fill it
@@ -315,7 +385,7 @@ impl Netlink {
         let mut buf = vec![0u8; 8192];
         loop {
             let n = retry_eintr(|| recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()))?;
-            if let Some(result) = find_ack(&buf[..n], self.seq) {
+            if let Some(result) = find_reply(&buf[..n], self.seq) {
                 return result;
             }
         }
@@ -331,9 +401,10 @@ fn retry_eintr<T>(mut f: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
     }
 }
 
-/// Looks for the NLMSG_ERROR answering `seq` in one datagram from the kernel.
-/// An error code of 0 is the ack; anything else is a negated errno.
-fn find_ack(mut data: &[u8], seq: u32) -> Option<io::Result<()>> {
+/// Looks for the answer to request `seq` in one datagram from the kernel: an
+/// NLMSG_ERROR with code 0 is an ack (None), another code a negated errno,
+/// any other message the reply (its payload).
+fn find_reply(mut data: &[u8], seq: u32) -> Option<io::Result<Option<Vec<u8>>>> {
     while data.len() >= NLMSG_HDRLEN {
         let len = u32::from_ne_bytes(data[0..4].try_into().ok()?) as usize;
         let msg_type = u16::from_ne_bytes(data[4..6].try_into().ok()?);
@@ -344,10 +415,14 @@ fn find_ack(mut data: &[u8], seq: u32) -> Option<io::Result<()>> {
                 "malformed netlink answer",
             )));
         }
-        if msg_type == libc::NLMSG_ERROR as u16 && msg_seq == seq {
-            let code = i32::from_ne_bytes(data.get(16..20)?.try_into().ok()?);
+        if msg_seq == seq {
+            let payload = &data[NLMSG_HDRLEN..len];
+            if msg_type != libc::NLMSG_ERROR as u16 {
+                return Some(Ok(Some(payload.to_vec())));
+            }
+            let code = i32::from_ne_bytes(payload.get(..4)?.try_into().ok()?);
             return Some(if code == 0 {
-                Ok(())
+                Ok(None)
             } else {
                 Err(io::Error::from_raw_os_error(code.saturating_neg()))
             });

@@ -182,7 +182,7 @@ async fn connect(
         if decision.inspect {
             inspect::tunnel(TokioIo::new(upgraded), upstream, conn).await;
         } else {
-            inspect::passthrough(TokioIo::new(upgraded), upstream, conn).await;
+            inspect::passthrough(upgraded, upstream, conn).await;
         }
     });
     Response::new(

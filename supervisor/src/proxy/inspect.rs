@@ -60,14 +60,33 @@ impl Conn {
     }
 }
 
-/// A tunnel the proxy does not look into.
-pub async fn passthrough<C>(mut client: C, mut up: TcpStream, conn: Conn)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut up) => {}
-        _ = conn.revoked() => {}
+/// A tunnel the proxy does not look into: spliced in the kernel when the client's socket can
+/// be had back from the HTTP layer, else copied.
+pub async fn passthrough(client: hyper::upgrade::Upgraded, up: TcpStream, conn: Conn) {
+    match client.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let client = parts.io.into_inner();
+            // Bytes the client sent right after CONNECT, already read by the HTTP layer.
+            let mut up = up;
+            if !parts.read_buf.is_empty() {
+                use tokio::io::AsyncWriteExt;
+                if up.write_all(&parts.read_buf).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = super::splice::bidirectional(&client, &up) => {}
+                _ = conn.revoked() => {}
+            }
+        }
+        Err(client) => {
+            let mut client = TokioIo::new(client);
+            let mut up = up;
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut up, 256 * 1024, 256 * 1024) => {}
+                _ = conn.revoked() => {}
+            }
+        }
     }
 }
 

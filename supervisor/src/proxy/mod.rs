@@ -7,6 +7,7 @@ mod http;
 mod inspect;
 pub mod owner;
 mod prefixed;
+mod splice;
 pub mod tls;
 pub mod upstream;
 

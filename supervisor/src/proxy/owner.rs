@@ -3,6 +3,7 @@
 //! process says is trusted.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
@@ -22,15 +23,21 @@ pub struct OwnerLookup {
     netns: (u64, u64),
     /// The last owner found: the next connection most often comes from the same process.
     last: Mutex<Option<u32>>,
+    /// A sock_diag netlink socket made inside the sandbox's network namespace: it finds one
+    /// socket by its addresses directly, where `/proc/net/tcp` walks the whole hash table.
+    diag: Option<Mutex<OwnedFd>>,
 }
 
 impl OwnerLookup {
-    pub fn new(init_pid: u32) -> std::io::Result<OwnerLookup> {
+    /// `diag` is a socket from [`sock_diag_socket`] made in the sandbox's network namespace;
+    /// without one, lookups read `/proc/<init_pid>/net/tcp` (slow on large machines).
+    pub fn new(init_pid: u32, diag: Option<OwnedFd>) -> std::io::Result<OwnerLookup> {
         let m = std::fs::metadata(format!("/proc/{init_pid}/ns/net"))?;
         Ok(OwnerLookup {
             init_pid,
             netns: (m.dev(), m.ino()),
             last: Mutex::new(None),
+            diag: diag.map(Mutex::new),
         })
     }
 
@@ -73,6 +80,10 @@ impl OwnerLookup {
     }
 
     fn socket_inode(&self, peer: SocketAddr, local: SocketAddr) -> Option<u64> {
+        if let Some(diag) = &self.diag {
+            let fd = diag.lock().ok()?;
+            return diag_inode(&fd, peer, local);
+        }
         let table = match peer.ip() {
             IpAddr::V4(_) => "tcp",
             IpAddr::V6(_) => "tcp6",
@@ -92,6 +103,103 @@ impl OwnerLookup {
             }
         })
     }
+}
+
+/// A NETLINK_SOCK_DIAG socket; create it inside the sandbox's network namespace.
+pub fn sock_diag_socket() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked and owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let tv = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: valid fd and a correctly sized timeval.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+    Ok(fd)
+}
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const INET_DIAG_NOCOOKIE: u32 = !0;
+
+/// The inode of the TCP socket whose local end is `peer` and remote end `local`, asked of the
+/// kernel by exact address (no table walk).
+fn diag_inode(fd: &OwnedFd, peer: SocketAddr, local: SocketAddr) -> Option<u64> {
+    // nlmsghdr (16) + inet_diag_req_v2 (56)
+    let mut req = [0u8; 72];
+    req[0..4].copy_from_slice(&72u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    let family = match peer {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    req[16] = family as u8;
+    req[17] = libc::IPPROTO_TCP as u8;
+    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    let id = 24;
+    req[id..id + 2].copy_from_slice(&peer.port().to_be_bytes());
+    req[id + 2..id + 4].copy_from_slice(&local.port().to_be_bytes());
+    let put = |buf: &mut [u8], ip: IpAddr| match ip {
+        IpAddr::V4(v4) => buf[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => buf[..16].copy_from_slice(&v6.octets()),
+    };
+    put(&mut req[id + 4..id + 20], peer.ip());
+    put(&mut req[id + 20..id + 36], local.ip());
+    req[id + 40..id + 44].copy_from_slice(&INET_DIAG_NOCOOKIE.to_ne_bytes());
+    req[id + 44..id + 48].copy_from_slice(&INET_DIAG_NOCOOKIE.to_ne_bytes());
+    // SAFETY: sending our buffer on a valid fd; the kernel address is the zeroed default.
+    let sent = unsafe {
+        let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        libc::sendto(
+            fd.as_raw_fd(),
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 8192];
+    // SAFETY: receiving into our buffer on a valid fd.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 16 + 72 {
+        return None;
+    }
+    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+    if kind != SOCK_DIAG_BY_FAMILY {
+        return None;
+    }
+    // inet_diag_msg.idiag_inode is at offset 68 of the message body.
+    let at = 16 + 68;
+    Some(u64::from(u32::from_ne_bytes([
+        buf[at],
+        buf[at + 1],
+        buf[at + 2],
+        buf[at + 3],
+    ])))
 }
 
 /// An address as `/proc/net/tcp` prints it: the address in memory order as 32-bit words in
@@ -135,9 +243,13 @@ mod tests {
         let client = std::net::TcpStream::connect(local).expect("connect");
         let (_server, peer) = listener.accept().expect("accept");
         let me = std::process::id();
-        let lookup = OwnerLookup::new(me).expect("lookup");
+        for diag in [None, Some(sock_diag_socket().expect("sock_diag"))] {
+            let lookup = OwnerLookup::new(me, diag).expect("lookup");
+            let found = lookup.find(peer, local).expect("owner found");
+            assert_eq!(found.pid, me);
+        }
+        let lookup = OwnerLookup::new(me, None).expect("lookup");
         let found = lookup.find(peer, local).expect("owner found");
-        assert_eq!(found.pid, me);
         assert_eq!(
             std::path::PathBuf::from(&found.exe),
             std::env::current_exe().expect("exe")

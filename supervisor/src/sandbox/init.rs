@@ -69,7 +69,20 @@ extern "C" fn forward(sig: libc::c_int) {
 /// Runs PID 1 to completion and returns its exit status.
 pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd) -> i32 {
     let mut report = Report(std::fs::File::from(report));
-    // The supervisor sends one byte once the network is ready; EOF means it died.
+    // If the supervisor dies, the sandbox dies with it (PID 1's death ends the namespace):
+    // nothing may run unsupervised, without its proxy.
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+    // The supervisor sends one byte once the network is ready; EOF means it died (also before
+    // the prctl above took effect).
     let mut byte = [0u8; 1];
     if !matches!(std::fs::File::from(go).read(&mut byte), Ok(1)) {
         return EXIT_SETUP;

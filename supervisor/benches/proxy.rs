@@ -1,0 +1,534 @@
+//! The proxy's cost, beside a direct connection and tinyproxy in the same run:
+//! - added latency per CONNECT (connect + CONNECT + one byte each way), p50;
+//! - bulk throughput of a 1 GiB transfer through a tunnel;
+//! - L7-inspected HTTPS keep-alive requests per second (TLS terminated by the sandbox CA);
+//! - the supervisor's RSS with 100 open tunnels.
+//!
+//! Run: `cargo bench -p openshell-sandbox --bench proxy` (root; `apt-get install tinyproxy`
+//! for the comparison). The clients run as separate processes: ours inside the sandbox's
+//! network namespace (via nsenter), the others on the host.
+
+use openshell_e2e::netns::NetNs;
+use openshell_e2e::standin::StandIn;
+use rustls_pki_types::pem::PemObject;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TCP_PORT: u16 = 9000;
+const BULK: u64 = 1 << 30;
+const LATENCY_RUNS: usize = 400;
+const L7_REQUESTS: usize = 3000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--client") {
+        client(&args[i + 1..]);
+        return;
+    }
+    orchestrate();
+}
+
+// ---------------------------------------------------------------------------------------
+// The client: one process per mode, printing `key value` lines.
+
+fn client(a: &[String]) {
+    // direct | proxy (CONNECT by name, as the sandbox does) | byaddr (CONNECT by address:
+    // tinyproxy resolves names itself and knows nothing of our pins)
+    let mode = a[0].as_str();
+    let target: SocketAddr = a[1].parse().expect("target");
+    let proxy: Option<SocketAddr> = (mode != "direct").then(|| a[2].parse().expect("proxy"));
+    let by_addr = mode == "byaddr";
+    let https: SocketAddr = a[3].parse().expect("https target");
+    let ca = std::fs::read(&a[4]).expect("ca file");
+    let what = a[5].as_str();
+    let open = |host: &str, addr: SocketAddr| -> TcpStream {
+        match proxy {
+            None => TcpStream::connect(addr).expect("direct connect"),
+            Some(p) => {
+                let shown = addr.ip().to_string();
+                let host = if by_addr { shown.as_str() } else { host };
+                let mut s = TcpStream::connect(p).expect("proxy connect");
+                write!(
+                    s,
+                    "CONNECT {host}:{} HTTP/1.1\r\nHost: {host}:{}\r\n\r\n",
+                    addr.port(),
+                    addr.port()
+                )
+                .expect("send CONNECT");
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    s.read_exact(&mut b).expect("CONNECT answer");
+                    head.push(b[0]);
+                }
+                assert!(
+                    head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"),
+                    "{}",
+                    String::from_utf8_lossy(&head)
+                );
+                s
+            }
+        }
+    };
+    match what {
+        "latency" => {
+            let mut v = Vec::new();
+            for _ in 0..LATENCY_RUNS {
+                let t = Instant::now();
+                let mut s = open("bench.test", target);
+                s.set_nodelay(true).ok();
+                s.write_all(b"p").expect("ping");
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).expect("pong");
+                v.push(t.elapsed());
+            }
+            v.sort();
+            println!("latency_p50_us {:.1}", v[v.len() / 2].as_secs_f64() * 1e6);
+        }
+        "bulk" => {
+            let mut s = open("bench.test", target);
+            let t = Instant::now();
+            s.write_all(b"B").expect("bulk");
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut n = 0u64;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => n += k as u64,
+                    Err(e) => panic!("bulk read: {e}"),
+                }
+            }
+            assert_eq!(n, BULK, "short transfer");
+            println!(
+                "bulk_mib_s {:.0}",
+                n as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64()
+            );
+        }
+        "l7" => {
+            let tcp = open("api.github.com", https);
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+                roots.add(c.expect("pem")).expect("root");
+            }
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let name = rustls_pki_types::ServerName::try_from("api.github.com").expect("name");
+            let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("tls");
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut reader_buf = Vec::with_capacity(4096);
+            let requests: usize = std::env::var("BENCH_L7_REQUESTS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(L7_REQUESTS);
+            let t = Instant::now();
+            for _ in 0..requests {
+                tls.write_all(b"GET /zen HTTP/1.1\r\nHost: api.github.com\r\n\r\n")
+                    .expect("request");
+                read_response(&mut tls, &mut reader_buf);
+            }
+            println!("l7_rps {:.0}", requests as f64 / t.elapsed().as_secs_f64());
+        }
+        "hold" => {
+            let tunnels: Vec<TcpStream> = (0..100)
+                .map(|_| {
+                    let mut s = open("bench.test", target);
+                    s.write_all(b"p").expect("ping");
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b).expect("pong");
+                    s
+                })
+                .collect();
+            println!("holding {}", tunnels.len());
+            std::io::stdout().flush().ok();
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).ok();
+        }
+        other => panic!("unknown measurement {other}"),
+    }
+}
+
+/// Reads one HTTP/1.1 response with Content-Length (the stand-in's answers).
+fn read_response(s: &mut impl Read, buf: &mut Vec<u8>) {
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            if buf.len() >= total {
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+                buf.drain(..total);
+                return;
+            }
+        }
+        let n = s.read(&mut tmp).expect("response");
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The orchestrator: servers, the sandbox, tinyproxy, and the clients.
+
+fn tcp_server(ns: &NetNs) {
+    let addr = SocketAddr::from((ns.addr, TCP_PORT));
+    let listener = ns.run(|| std::net::TcpListener::bind(addr).expect("bind bench server"));
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_tcp(s));
+        }
+    });
+}
+
+fn serve_tcp(mut s: TcpStream) {
+    s.set_nodelay(true).ok();
+    let mut b = [0u8; 1];
+    while s.read_exact(&mut b).is_ok() {
+        match b[0] {
+            b'p' => {
+                if s.write_all(b"P").is_err() {
+                    return;
+                }
+            }
+            b'B' => {
+                let chunk = vec![7u8; 1 << 20];
+                for _ in 0..(BULK >> 20) {
+                    if s.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
+fn run_client(
+    prefix: &[&str],
+    mode: &str,
+    proxy: &str,
+    target: SocketAddr,
+    https: SocketAddr,
+    ca: &str,
+    what: &str,
+) -> String {
+    let exe = std::env::current_exe().expect("exe");
+    let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+    argv.push(exe.display().to_string());
+    argv.extend(
+        [
+            "--client",
+            mode,
+            &target.to_string(),
+            proxy,
+            &https.to_string(),
+            ca,
+            what,
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .expect("client");
+    assert!(
+        out.status.success(),
+        "client {mode} {what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn value(line: &str) -> f64 {
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn orchestrate() {
+    let ns = NetNs::create();
+    tcp_server(&ns);
+    let gh = StandIn::https(&ns, &["api.github.com"], 443);
+    let gh_ca = gh.ca_file.clone().expect("ca").display().to_string();
+    let target = SocketAddr::from((ns.addr, TCP_PORT));
+    let https = SocketAddr::from((ns.addr, 443));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "network_policies:\n  bench_tcp:\n    endpoints: [ {{ host: bench.test, port: {TCP_PORT} }} ]\n    binaries: [ {{ path: \"**\" }} ]\n  bench_l7:\n    endpoints: [ {{ host: api.github.com, port: 443, protocol: rest, access: read-only }} ]\n    binaries: [ {{ path: \"**\" }} ]\n"
+        ),
+    )
+    .expect("policy");
+    let log = dir.path().join("events.log");
+    let mut sup = Command::new(env!("CARGO_BIN_EXE_openshell-sandbox"))
+        .arg("run")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--workdir")
+        .arg(dir.path())
+        .arg("--log")
+        .arg(&log)
+        .arg("--upstream-ca")
+        .arg(&gh_ca)
+        .arg("--resolve")
+        .arg(format!("bench.test={}", ns.addr))
+        .arg("--resolve")
+        .arg(format!("api.github.com={}", ns.addr))
+        .args(["--", "sleep", "3600"])
+        .spawn()
+        .expect("start the sandbox");
+    let sup_pid = sup.id();
+    let init_pid = wait_for_child(sup_pid);
+    let netns = format!("--net=/proc/{init_pid}/ns/net");
+    let sandbox_ca = format!("/proc/{init_pid}/root/run/openshell/ca.pem");
+    let ours = ["nsenter", netns.as_str()];
+
+    let tiny = start_tinyproxy(dir.path());
+    println!(
+        "{:<22}{:>14}{:>14}{:>14}",
+        "", "direct", "openshell", "tinyproxy"
+    );
+
+    let direct_lat = value(&run_client(
+        &[],
+        "direct",
+        "-",
+        target,
+        https,
+        &gh_ca,
+        "latency",
+    ));
+    let ours_lat = value(&run_client(
+        &ours,
+        "proxy",
+        "127.0.0.1:3128",
+        target,
+        https,
+        &sandbox_ca,
+        "latency",
+    ));
+    let tiny_lat = tiny.as_ref().map(|_| {
+        value(&run_client(
+            &[],
+            "byaddr",
+            "127.0.0.1:18888",
+            target,
+            https,
+            &gh_ca,
+            "latency",
+        ))
+    });
+    println!(
+        "{:<22}{:>14.1}{:>14.1}{:>14}",
+        "CONNECT p50 (µs)",
+        direct_lat,
+        ours_lat,
+        tiny_lat.map(|v| format!("{v:.1}")).unwrap_or("-".into())
+    );
+    println!(
+        "{:<22}{:>14}{:>14.1}{:>14}   (target ≤ 150 µs)",
+        "  added by the proxy",
+        "",
+        ours_lat - direct_lat,
+        tiny_lat
+            .map(|v| format!("{:.1}", v - direct_lat))
+            .unwrap_or("-".into())
+    );
+
+    let direct_bulk = value(&run_client(
+        &[],
+        "direct",
+        "-",
+        target,
+        https,
+        &gh_ca,
+        "bulk",
+    ));
+    let ours_bulk = value(&run_client(
+        &ours,
+        "proxy",
+        "127.0.0.1:3128",
+        target,
+        https,
+        &sandbox_ca,
+        "bulk",
+    ));
+    let tiny_bulk = tiny.as_ref().map(|_| {
+        value(&run_client(
+            &[],
+            "byaddr",
+            "127.0.0.1:18888",
+            target,
+            https,
+            &gh_ca,
+            "bulk",
+        ))
+    });
+    println!(
+        "{:<22}{:>14.0}{:>14.0}{:>14}   ({:.0}% of direct; target ≥ 80%)",
+        "1 GiB bulk (MiB/s)",
+        direct_bulk,
+        ours_bulk,
+        tiny_bulk.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
+        ours_bulk / direct_bulk * 100.0
+    );
+
+    let direct_rps = value(&run_client(&[], "direct", "-", target, https, &gh_ca, "l7"));
+    let ours_rps = value(&run_client(
+        &ours,
+        "proxy",
+        "127.0.0.1:3128",
+        target,
+        https,
+        &sandbox_ca,
+        "l7",
+    ));
+    let tiny_rps = tiny.as_ref().map(|_| {
+        value(&run_client(
+            &[],
+            "byaddr",
+            "127.0.0.1:18888",
+            target,
+            https,
+            &gh_ca,
+            "l7",
+        ))
+    });
+    println!(
+        "{:<22}{:>14.0}{:>14.0}{:>14}   ({:.0}% of direct, inspected; target ≥ 50%)",
+        "HTTPS keep-alive req/s",
+        direct_rps,
+        ours_rps,
+        tiny_rps
+            .map(|v| format!("{v:.0} (tunnel)"))
+            .unwrap_or("-".into()),
+        ours_rps / direct_rps * 100.0
+    );
+
+    // Memory with 100 open tunnels.
+    let exe = std::env::current_exe().expect("exe");
+    let mut holder = Command::new("nsenter")
+        .arg(&netns)
+        .arg(&exe)
+        .args([
+            "--client",
+            "proxy",
+            &target.to_string(),
+            "127.0.0.1:3128",
+            &https.to_string(),
+            &sandbox_ca,
+            "hold",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("holder");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("holding");
+    std::thread::sleep(Duration::from_millis(200));
+    let rss = rss_kib(sup_pid);
+    println!(
+        "{:<22}{:>14}{:>14.1}{:>14}   (target ≤ 20 MB)",
+        "RSS, 100 tunnels (MB)",
+        "",
+        rss as f64 / 1024.0,
+        ""
+    );
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+
+    let _ = sup.kill();
+    let _ = sup.wait();
+    if let Some(mut t) = tiny {
+        let _ = t.kill();
+        let _ = t.wait();
+    }
+}
+
+fn wait_for_child(pid: u32) -> u32 {
+    let start = Instant::now();
+    loop {
+        let ours = std::fs::read_link("/proc/self/ns/net").ok();
+        // The sandbox's PID 1 is the child in another network namespace (the supervisor may
+        // briefly have other children, e.g. for the id-mapped workdir).
+        let init = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .find(|c| {
+                let ns = std::fs::read_link(format!("/proc/{c}/ns/net")).ok();
+                ns.is_some() && ns != ours
+            });
+        if let Some(c) = init {
+            // Give PID 1 time to build the root and start the command.
+            std::thread::sleep(Duration::from_millis(300));
+            return c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the sandbox did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn start_tinyproxy(dir: &std::path::Path) -> Option<std::process::Child> {
+    let conf = dir.join("tinyproxy.conf");
+    std::fs::write(
+        &conf,
+        "Port 18888\nListen 127.0.0.1\nTimeout 600\nMaxClients 200\nAllow 127.0.0.1\nLogLevel Critical\n",
+    )
+    .ok()?;
+    let child = Command::new("tinyproxy")
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if TcpStream::connect("127.0.0.1:18888").is_ok() {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
