@@ -54,6 +54,9 @@ struct RunArgs {
     /// Where events go (JSON lines); standard output when it cannot be written.
     #[arg(long, default_value = "/var/log/openshell.log")]
     log: PathBuf,
+    /// The boot hook, a path inside the sandbox; it runs before the command and must succeed.
+    #[arg(long, default_value = "/etc/openshell/boot.sh", hide = true)]
+    boot_hook: PathBuf,
     /// The command [default: $OPENSHELL_SANDBOX_COMMAND, else /bin/bash].
     #[arg(last = true)]
     command: Vec<String>,
@@ -82,6 +85,7 @@ fn run(cli: Cli) -> Result<i32> {
                 upstream_ca: a.upstream_ca,
                 pins,
                 log: a.log,
+                boot_hook: a.boot_hook,
             })
         }
     }

@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub upstream_ca: Vec<PathBuf>,
     pub pins: Pins,
     pub log: PathBuf,
+    /// Runs before the command, inside the sandbox; must succeed.
+    pub boot_hook: PathBuf,
 }
 
 /// The policy a sandbox starts with: the file, with the baseline's static sections where the
@@ -119,7 +121,7 @@ pub fn standalone(cfg: RunConfig) -> Result<i32> {
         gid: identity.gid,
         fs_rules,
         compat,
-        boot_hook: PathBuf::from("/etc/openshell/boot.sh"),
+        boot_hook: cfg.boot_hook.clone(),
     };
 
     if spawn::thread_count() != 1 {

@@ -104,10 +104,37 @@ impl StandIn {
     }
 }
 
-async fn answer(req: Request<Incoming>, hits: &Mutex<Vec<String>>) -> Response<Full<Bytes>> {
+async fn answer(mut req: Request<Incoming>, hits: &Mutex<Vec<String>>) -> Response<Full<Bytes>> {
     let line = format!("{} {}", req.method(), req.uri());
     if let Ok(mut h) = hits.lock() {
         h.push(line.clone());
+    }
+    // A protocol upgrade (WebSocket): accept it and echo whatever arrives afterwards.
+    if req.headers().contains_key(http::header::UPGRADE) {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 4096];
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+        return r;
     }
     let method = req.method().clone();
     let path = req.uri().path().to_string();

@@ -43,14 +43,23 @@ pub struct InitSpec {
 
 /// Messages PID 1 sends the supervisor, one per line: `W text` (a warning) or `E text`
 /// (setup failed).
-pub struct Report(std::fs::File);
+pub struct Report(Option<std::fs::File>);
 
 impl Report {
+    /// A report nobody reads.
+    fn discard() -> Report {
+        Report(None)
+    }
+
     fn warn(&mut self, msg: &str) {
-        let _ = writeln!(self.0, "W {}", msg.replace('\n', " "));
+        if let Some(f) = self.0.as_mut() {
+            let _ = writeln!(f, "W {}", msg.replace('\n', " "));
+        }
     }
     fn error(&mut self, msg: &str) {
-        let _ = writeln!(self.0, "E {}", msg.replace('\n', " "));
+        if let Some(f) = self.0.as_mut() {
+            let _ = writeln!(f, "E {}", msg.replace('\n', " "));
+        }
     }
 }
 
@@ -68,7 +77,7 @@ extern "C" fn forward(sig: libc::c_int) {
 
 /// Runs PID 1 to completion and returns its exit status.
 pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd) -> i32 {
-    let mut report = Report(std::fs::File::from(report));
+    let mut report = Report(Some(std::fs::File::from(report)));
     // If the supervisor dies, the sandbox dies with it (PID 1's death ends the namespace):
     // nothing may run unsupervised, without its proxy.
     // SAFETY: prctl with integer arguments.
@@ -111,9 +120,20 @@ pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd) -> i32 {
         let _ = unsafe { sigaction(sig, &action) };
     }
 
+    // The command's confinement is prepared first so its warnings (skipped Landlock paths)
+    // reach the supervisor once; the boot hook gets the same confinement, silently.
+    let prepared = match prepare(spec, &mut report) {
+        Ok(p) => p,
+        Err(e) => {
+            report.error(&e);
+            return EXIT_SETUP;
+        }
+    };
     if spec.boot_hook.exists() {
         let hook = vec!["/bin/sh".to_string(), spec.boot_hook.display().to_string()];
-        match run_child(spec, &hook, &mut report) {
+        let outcome =
+            prepare(spec, &mut Report::discard()).and_then(|p| spawn_and_wait(spec, &hook, p));
+        match outcome {
             Ok(0) => {}
             Ok(code) => {
                 report.error(&format!(
@@ -129,7 +149,7 @@ pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd) -> i32 {
         }
     }
     drop(report);
-    match run_child_quiet(spec, &spec.command) {
+    match spawn_and_wait(spec, &spec.command, prepared) {
         Ok(code) => code,
         Err(_) => EXIT_SETUP,
     }
@@ -147,22 +167,6 @@ fn setup(spec: &InitSpec, report: &mut Report) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn run_child(spec: &InitSpec, argv: &[String], report: &mut Report) -> Result<i32, String> {
-    let prepared = prepare(spec, report)?;
-    spawn_and_wait(spec, argv, prepared)
-}
-
-fn run_child_quiet(spec: &InitSpec, argv: &[String]) -> Result<i32, String> {
-    let mut sink = Report(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/null")
-            .map_err(|e| e.to_string())?,
-    );
-    let prepared = prepare(spec, &mut sink)?;
-    spawn_and_wait(spec, argv, prepared)
 }
 
 fn prepare(spec: &InitSpec, report: &mut Report) -> Result<confine::Prepared, String> {
