@@ -5,7 +5,7 @@ use crate::events::{self, Events};
 use crate::net;
 use crate::policy_state::{Active, Current};
 use crate::proxy::{self, owner::OwnerLookup, tls, upstream::Pins};
-use crate::sandbox::{env, idmap, init, mounts::Injected, plan, spawn};
+use crate::sandbox::{env, fdpass, idmap, init, mounts::Injected, plan, spawn};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -79,7 +79,10 @@ pub fn standalone(cfg: RunConfig) -> Result<i32> {
     let owner = std::fs::metadata(&workdir)
         .map(|m| (m.uid(), m.gid()))
         .unwrap_or((0, 0));
-    let idmap = if owner.0 != identity.uid {
+    let unprivileged = !nix::unistd::geteuid().is_root();
+    // Unprivileged, the user's own ids are the only ones we may map, and id-mapped mounts are
+    // out of reach: the workdir is the user's, seen as the sandbox user's.
+    let idmap = if owner.0 != identity.uid && !unprivileged {
         // SAFETY: still single-threaded: no runtime or helper thread exists yet.
         let fd = unsafe { idmap::mapping(owner.0, identity.uid, owner.1, identity.gid) }
             .context("cannot prepare the id-mapped workdir")?;
@@ -122,6 +125,7 @@ pub fn standalone(cfg: RunConfig) -> Result<i32> {
         fs_rules,
         compat,
         boot_hook: cfg.boot_hook.clone(),
+        unprivileged,
     };
 
     if spawn::thread_count() != 1 {
@@ -129,17 +133,17 @@ pub fn standalone(cfg: RunConfig) -> Result<i32> {
     }
     let (go_r, go_w) = pipe()?;
     let (rep_r, rep_w) = pipe()?;
+    let (net_parent, net_child) = fdpass::pair().context("cannot create a socket pair")?;
+    let extra = if unprivileged { libc::CLONE_NEWUSER } else { 0 };
     // SAFETY: single-threaded (checked above); the child only runs PID 1's code and exits.
-    let forked = unsafe { spawn::clone_into_namespaces(0) }.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot create the sandbox's namespaces: {e}. Run as root, or where unprivileged user namespaces are allowed"
-        )
-    })?;
+    let forked = unsafe { spawn::clone_into_namespaces(extra) }
+        .map_err(|e| namespace_error(e, unprivileged))?;
     let child = match forked {
         spawn::Forked::Child => {
             drop(go_w);
             drop(rep_r);
-            let code = init::run(&spec, go_r, rep_w);
+            drop(net_parent);
+            let code = init::run(&spec, go_r, rep_w, net_child);
             // SAFETY: leave without running the parent's destructors or atexit handlers.
             unsafe { libc::_exit(code) }
         }
@@ -147,11 +151,18 @@ pub fn standalone(cfg: RunConfig) -> Result<i32> {
     };
     drop(go_r);
     drop(rep_w);
+    drop(net_child);
+    if unprivileged && let Err(e) = map_ids(child, identity.uid, identity.gid) {
+        init::kill_sandbox(child);
+        let _ = waitpid(child, None);
+        return Err(e);
+    }
     let outcome = supervise(
         &cfg,
         child,
         go_w,
         rep_r,
+        net_parent,
         active,
         ca,
         upstream_tls,
@@ -172,6 +183,56 @@ fn raise_fd_limit() {
     }
 }
 
+/// Maps the sandbox user's ids onto ours, the only ids an unprivileged user may map.
+fn map_ids(child: Pid, uid: u32, gid: u32) -> Result<()> {
+    let (our_uid, our_gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    std::fs::write(
+        format!("/proc/{child}/uid_map"),
+        format!("{uid} {our_uid} 1\n"),
+    )
+    .context("cannot write the sandbox's uid_map")?;
+    std::fs::write(format!("/proc/{child}/setgroups"), "deny")
+        .context("cannot deny setgroups in the sandbox")?;
+    std::fs::write(
+        format!("/proc/{child}/gid_map"),
+        format!("{gid} {our_gid} 1\n"),
+    )
+    .context("cannot write the sandbox's gid_map")?;
+    Ok(())
+}
+
+/// Why the namespaces could not be made, and what would allow them.
+fn namespace_error(e: std::io::Error, unprivileged: bool) -> anyhow::Error {
+    if !unprivileged {
+        return anyhow::anyhow!("cannot create the sandbox's namespaces: {e}");
+    }
+    let mut why = format!(
+        "cannot create the sandbox's namespaces as an unprivileged user: {e}. Unprivileged user namespaces are not allowed here"
+    );
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        why.push_str(": enable them with `sysctl -w kernel.unprivileged_userns_clone=1`");
+    } else if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+    {
+        why.push_str(
+            ": AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1); add an AppArmor profile \
+             allowing `userns` for openshell-sandbox, or set the sysctl to 0",
+        );
+    } else if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        why.push_str(": user.max_user_namespaces is 0; raise it with `sysctl -w user.max_user_namespaces=10000`");
+    } else {
+        why.push_str("; check kernel.unprivileged_userns_clone, user.max_user_namespaces and AppArmor, or run as root");
+    }
+    anyhow::anyhow!(why)
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")
 }
@@ -182,23 +243,37 @@ fn supervise(
     child: Pid,
     go: OwnedFd,
     report: OwnedFd,
+    net: OwnedFd,
     active: Active,
     ca: Arc<tls::SandboxCa>,
     upstream_tls: Arc<rustls::ClientConfig>,
     policy_text: String,
 ) -> Result<i32> {
-    let netns = std::fs::File::open(format!("/proc/{child}/ns/net"))
-        .context("cannot open the sandbox's network namespace")?;
-    let (tun, listener, diag) = net::ifconfig::in_netns(&netns, || -> Result<_> {
-        let tun = net::ifconfig::setup_sandbox_network()?;
-        let diag = proxy::owner::sock_diag_socket()
-            .context("cannot open a sock_diag socket in the sandbox")?;
-        let listener = std::net::TcpListener::bind(env::PROXY_ADDR)
-            .with_context(|| format!("cannot listen on {} inside the sandbox", env::PROXY_ADDR))?;
-        listener.set_nonblocking(true)?;
-        Ok((tun, listener, diag))
-    })
-    .context("cannot enter the sandbox's network namespace")??;
+    // Let PID 1 start: it makes the network inside the sandbox and hands it back.
+    std::fs::File::from(go)
+        .write_all(b"g")
+        .context("the sandbox exited before it started")?;
+    let mut fds = match fdpass::recv(&net, 2) {
+        Ok(fds) => fds.into_iter(),
+        Err(e) => {
+            let mut why = e;
+            for line in std::io::BufReader::new(std::fs::File::from(report))
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(msg) = line.strip_prefix("E ") {
+                    why = msg.to_string();
+                }
+            }
+            bail!("the sandbox could not start: {why}");
+        }
+    };
+    let (Some(listener), Some(diag)) = (fds.next(), fds.next()) else {
+        bail!("the sandbox handed back an incomplete network");
+    };
+    let tun = fds.next();
+    let listener = std::net::TcpListener::from(listener);
+    listener.set_nonblocking(true)?;
 
     // One thread serves the proxy: no cross-thread wake-ups per request, and a sandbox's
     // traffic never needs more than a core (bulk tunnels splice in the kernel).
@@ -227,22 +302,24 @@ fn supervise(
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         tokio::spawn(proxy::serve(listener, shared));
-        let ev = events.clone();
-        tokio::spawn(async move {
-            let _ = net::catcher::run(tun, move |a| {
-                let mut e = ev.event("warn", "network", "deny");
-                e.host = a.dst.to_string();
-                e.port = u32::from(a.dst_port);
-                e.layer = "bypass".into();
-                e.reason = format!(
-                    "direct {} connection bypassing the proxy; only the proxy at {} leads out",
-                    a.proto,
-                    env::PROXY_ADDR
-                );
-                ev.emit(e);
-            })
-            .await;
-        });
+        if let Some(tun) = tun {
+            let ev = events.clone();
+            tokio::spawn(async move {
+                let _ = net::catcher::run(tun, move |a| {
+                    let mut e = ev.event("warn", "network", "deny");
+                    e.host = a.dst.to_string();
+                    e.port = u32::from(a.dst_port);
+                    e.layer = "bypass".into();
+                    e.reason = format!(
+                        "direct {} connection bypassing the proxy; only the proxy at {} leads out",
+                        a.proto,
+                        env::PROXY_ADDR
+                    );
+                    ev.emit(e);
+                })
+                .await;
+            });
+        }
         spawn_reloader(
             cfg.policy_path.clone(),
             policy_text,
@@ -265,10 +342,6 @@ fn supervise(
                     .unwrap_or_else(|| "stdout".into())
             ),
         );
-        // Everything is in place: let PID 1 build the root and start the command.
-        std::fs::File::from(go)
-            .write_all(b"g")
-            .context("the sandbox exited before it started")?;
 
         let errors = tokio::task::spawn_blocking({
             let events = events.clone();

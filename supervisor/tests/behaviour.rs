@@ -331,3 +331,47 @@ print(c.sock.recv(100).decode(), flush=True)
         "bytes flow both ways: {stdout}"
     );
 }
+
+#[test]
+fn runs_unprivileged_in_a_user_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new(NO_NETWORK);
+    for p in [s.dir.path().to_path_buf(), s.work()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).expect("chown");
+    }
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(binary("openshell-sandbox"))
+        .arg("run")
+        .arg("--policy")
+        .arg(s.dir.path().join("policy.yaml"))
+        .arg("--workdir")
+        .arg(s.work())
+        .arg("--log")
+        .arg(s.log())
+        .args(["--", "sh", "-c", "id -u; echo written > /sandbox/out; cat /etc/shadow; curl -sS -m 5 https://example.com"]);
+    let out = c.output().expect("setpriv (util-linux) runs");
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(stdout.lines().next(), Some("65534"), "{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(s.work().join("out"))
+            .ok()
+            .as_deref(),
+        Some("written\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/etc/shadow: Permission denied"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("403"), "the proxy decided: {stderr}");
+    let events = read_events(&s.log());
+    assert!(
+        events.iter().any(|e| e["action"] == "deny"
+            && e["host"] == "example.com"
+            && e["binary"] == "/usr/bin/curl"),
+        "{events:#?}"
+    );
+}

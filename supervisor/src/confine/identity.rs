@@ -131,7 +131,13 @@ pub fn drop_to(uid: u32, gid: u32) -> Result<(), ConfineError> {
         return Err(ConfineError::RootUser);
     }
     // SAFETY: one gid read from a valid pointer.
-    check(unsafe { libc::setgroups(1, &gid) }, "setgroups")?;
+    let rc = unsafe { libc::setgroups(1, &gid) };
+    // EPERM with CAP_SETGID means setgroups is denied in this user namespace (an unprivileged
+    // supervisor): the groups cannot change, and are only those its user already had.
+    let groups_fixed = rc < 0 && Errno::last() == Errno::EPERM && setgroups_denied();
+    if !groups_fixed {
+        check(rc, "setgroups")?;
+    }
     // SAFETY: integer arguments only.
     check(unsafe { libc::setresgid(gid, gid, gid) }, "setresgid")?;
     // Ambient capabilities would survive setresuid and execve.
@@ -152,11 +158,31 @@ pub fn drop_to(uid: u32, gid: u32) -> Result<(), ConfineError> {
         prctl(libc::PR_SET_NO_NEW_PRIVS, 1),
         "prctl(PR_SET_NO_NEW_PRIVS)",
     )?;
-    verify(uid, gid)
+    verify(uid, gid, groups_fixed)
+}
+
+/// Whether this user namespace has setgroups(2) switched off (`/proc/self/setgroups` is
+/// `deny`). Syscalls only, on a stack buffer: safe after fork.
+fn setgroups_denied() -> bool {
+    let mut buf = [0u8; 16];
+    // SAFETY: a NUL-terminated literal path and a stack buffer of the given length.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/setgroups".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return false;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n >= 4 && &buf[..4] == b"deny"
+    }
 }
 
 /// Checks the result of [`drop_to`] from the kernel's point of view.
-fn verify(uid: u32, gid: u32) -> Result<(), ConfineError> {
+/// `groups_fixed`: supplementary groups could not be set (see [`drop_to`]) and are not checked.
+fn verify(uid: u32, gid: u32, groups_fixed: bool) -> Result<(), ConfineError> {
     let (mut r, mut e, mut s) = (0, 0, 0);
     // SAFETY: three valid out-pointers.
     check(
@@ -172,7 +198,7 @@ fn verify(uid: u32, gid: u32) -> Result<(), ConfineError> {
     let mut groups = [0 as libc::gid_t; 2];
     // SAFETY: the buffer holds 2 entries; more groups than that fails with EINVAL.
     let n = unsafe { libc::getgroups(2, groups.as_mut_ptr()) };
-    let groups_ok = n == 1 && groups[0] == gid;
+    let groups_ok = groups_fixed || (n == 1 && groups[0] == gid);
     if [r, e, s] != [uid; 3] || [rg, eg, sg] != [gid; 3] || !groups_ok {
         return Err(ConfineError::IdsMismatch {
             uid,

@@ -69,6 +69,21 @@ pub fn in_netns<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<
 ///
 /// Closing the returned fd removes the interface, its addresses and routes.
 /// While the fd is open it also keeps the network namespace alive.
+/// Brings only `lo` up: the network of a sandbox that cannot have the tun (an unprivileged
+/// supervisor where /dev/net/tun is root's alone). Direct connections still fail at once
+/// (no route), but are not seen.
+pub fn loopback_only() -> Result<(), NetError> {
+    let mut nl = Netlink::open().map_err(|source| NetError::Configure {
+        action: "open a netlink socket to configure the sandbox network".into(),
+        source,
+    })?;
+    let lo = ifindex("lo")?;
+    nl.set_link_up(lo).map_err(|source| NetError::Configure {
+        action: "bring the loopback interface lo up".into(),
+        source,
+    })
+}
+
 pub fn setup_sandbox_network() -> Result<OwnedFd, NetError> {
     let mut nl = Netlink::open().map_err(|source| NetError::Configure {
         action: "open a netlink socket to configure the sandbox network".into(),

@@ -39,6 +39,8 @@ pub struct InitSpec {
     pub fs_rules: confine::landlock::FsRules,
     pub compat: confine::landlock::Compat,
     pub boot_hook: PathBuf,
+    /// The supervisor runs unprivileged (the sandbox has its own user namespace).
+    pub unprivileged: bool,
 }
 
 /// Messages PID 1 sends the supervisor, one per line: `W text` (a warning) or `E text`
@@ -75,8 +77,37 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
+/// Makes the sandbox's network from inside it: loopback up, the tun that catches direct
+/// connections, the proxy's listening socket and a sock_diag socket, handed to the supervisor.
+fn network(net: &OwnedFd, unprivileged: bool, report: &mut Report) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let tun = match crate::net::setup_sandbox_network() {
+        Ok(t) => Some(t),
+        Err(e) if unprivileged => {
+            crate::net::ifconfig::loopback_only().map_err(|e| e.to_string())?;
+            report.warn(&format!(
+                "direct connections are refused but not logged: {e} (an unprivileged sandbox needs /dev/net/tun to be usable by its user, mode 0666 on most systems)"
+            ));
+            None
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let listener = std::net::TcpListener::bind(super::env::PROXY_ADDR).map_err(|e| {
+        format!(
+            "cannot listen on {} inside the sandbox: {e}",
+            super::env::PROXY_ADDR
+        )
+    })?;
+    let diag = crate::proxy::owner::sock_diag_socket()
+        .map_err(|e| format!("cannot open a sock_diag socket: {e}"))?;
+    let mut fds = vec![listener.as_raw_fd(), diag.as_raw_fd()];
+    fds.extend(tun.as_ref().map(|t| t.as_raw_fd()));
+    super::fdpass::send(net, &fds)
+        .map_err(|e| format!("cannot hand the network to the supervisor: {e}"))
+}
+
 /// Runs PID 1 to completion and returns its exit status.
-pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd) -> i32 {
+pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd, net: OwnedFd) -> i32 {
     let mut report = Report(Some(std::fs::File::from(report)));
     // If the supervisor dies, the sandbox dies with it (PID 1's death ends the namespace):
     // nothing may run unsupervised, without its proxy.
@@ -90,12 +121,17 @@ pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd) -> i32 {
             0,
         );
     }
-    // The supervisor sends one byte once the network is ready; EOF means it died (also before
+    // The supervisor sends one byte once our ids are mapped; EOF means it died (also before
     // the prctl above took effect).
     let mut byte = [0u8; 1];
     if !matches!(std::fs::File::from(go).read(&mut byte), Ok(1)) {
         return EXIT_SETUP;
     }
+    if let Err(e) = network(&net, spec.unprivileged, &mut report) {
+        super::fdpass::send_error(&net, &e);
+        return EXIT_SETUP;
+    }
+    drop(net);
     match setup(spec, &mut report) {
         Ok(()) => {}
         Err(e) => {
