@@ -105,11 +105,11 @@ impl Events {
 pub fn spawn_writer(
     events: &Events,
     mut rx: mpsc::Receiver<Event>,
-    mut out: Box<dyn Write + Send>,
+    mut sink: Box<dyn Sink>,
 ) -> std::thread::JoinHandle<()> {
     let finishing = events.finishing.clone();
     std::thread::spawn(move || {
-        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut batch = Vec::with_capacity(1024);
         while let Some(e) = rx.blocking_recv() {
             // Let a burst gather: one wake-up and one write per batch, not per event, so a
             // busy proxy does not pay a thread switch for every request it logs.
@@ -119,25 +119,68 @@ pub fn spawn_writer(
             {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            buf.clear();
+            batch.clear();
             let mut stop = e.kind == STOP;
             if !stop {
-                push_line(&mut buf, &e);
+                batch.push(e);
             }
             loop {
                 match rx.try_recv() {
                     Ok(e) if e.kind == STOP => stop = true,
-                    Ok(e) => push_line(&mut buf, &e),
+                    Ok(e) => batch.push(e),
                     Err(_) => break,
                 }
             }
-            let _ = out.write_all(&buf);
-            let _ = out.flush();
+            if !batch.is_empty() {
+                sink.write(&batch);
+            }
             if stop {
                 return;
             }
         }
     })
+}
+
+/// Where batches of events end up: a log file (standalone) or the gateway (managed).
+pub trait Sink: Send {
+    fn write(&mut self, batch: &[Event]);
+    /// Where it writes, for messages.
+    fn describe(&self) -> String;
+}
+
+/// JSON lines (DESIGN §5) to a file, or to standard output when the file cannot be written.
+pub struct LogSink {
+    out: Box<dyn Write + Send>,
+    shown: String,
+    buf: Vec<u8>,
+}
+
+impl LogSink {
+    pub fn open(path: &Path) -> LogSink {
+        let (out, shown) = open_log(path);
+        LogSink {
+            out,
+            shown: shown
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "stdout".into()),
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+}
+
+impl Sink for LogSink {
+    fn write(&mut self, batch: &[Event]) {
+        self.buf.clear();
+        for e in batch {
+            push_line(&mut self.buf, e);
+        }
+        let _ = self.out.write_all(&self.buf);
+        let _ = self.out.flush();
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
 }
 
 fn push_line(buf: &mut Vec<u8>, e: &Event) {

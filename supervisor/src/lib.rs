@@ -1,6 +1,7 @@
 //! `openshell-sandbox`: one sandbox, its egress proxy and its confinement.
 
 pub mod confine;
+pub mod control;
 pub mod engine;
 pub mod events;
 pub mod net;

@@ -2,8 +2,9 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use openshell_sandbox::control::Standalone;
 use openshell_sandbox::proxy::upstream::Pins;
-use openshell_sandbox::run::{RunConfig, standalone};
+use openshell_sandbox::run::{RunConfig, run as run_sandbox};
 use openshell_sandbox::sandbox::env::parse_pair;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,17 +77,25 @@ fn run(cli: Cli) -> Result<i32> {
                 Some(w) => w,
                 None => std::env::current_dir()?,
             };
-            standalone(RunConfig {
-                policy_path: a.policy,
-                workdir,
-                name: a.name,
-                env: a.env,
-                command: a.command,
-                upstream_ca: a.upstream_ca,
-                pins,
-                log: a.log,
-                boot_hook: a.boot_hook,
-            })
+            if let Some((id, endpoint)) = openshell_sandbox::control::managed_from_env() {
+                anyhow::bail!(
+                    "managed mode (sandbox {id}, gateway {endpoint}) is not available in this build yet: \
+                     it arrives with the gateway; unset OPENSHELL_SANDBOX_ID to run standalone"
+                );
+            }
+            let control = Box::new(Standalone::new(a.policy, a.log));
+            run_sandbox(
+                RunConfig {
+                    workdir,
+                    name: a.name,
+                    env: a.env,
+                    command: a.command,
+                    upstream_ca: a.upstream_ca,
+                    pins,
+                    boot_hook: a.boot_hook,
+                },
+                control,
+            )
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Standalone mode: one sandboxed command with its policy from a file, events to a log, hot
 //! reload on SIGHUP or when the file changes. Exit status is the command's.
 
+use crate::control::{Control, Reloader};
 use crate::events::{self, Events};
 use crate::net;
 use crate::policy_state::{Active, Current};
@@ -14,31 +15,26 @@ use openshell_proto::policy::{self, LandlockCompatibility, Policy, inherit_stati
 use std::io::{BufRead, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What `openshell-sandbox run` was asked.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub policy_path: PathBuf,
     pub workdir: PathBuf,
     pub name: String,
     pub env: Vec<(String, String)>,
     pub command: Vec<String>,
     pub upstream_ca: Vec<PathBuf>,
     pub pins: Pins,
-    pub log: PathBuf,
     /// Runs before the command, inside the sandbox; must succeed.
     pub boot_hook: PathBuf,
 }
 
-/// The policy a sandbox starts with: the file, with the baseline's static sections where the
-/// file has none (a network-only policy still gets a confined filesystem and user).
-pub fn starting_policy(path: &Path) -> Result<Policy> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let loaded =
-        policy::load(&text, &path.display().to_string()).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// The policy a sandbox starts with: `text`, with the baseline's static sections where it has
+/// none (a network-only policy still gets a confined filesystem and user).
+pub fn starting_policy(text: &str, label: &str) -> Result<Policy> {
+    let loaded = policy::load(text, label).map_err(|e| anyhow::anyhow!("{e}"))?;
     let base = openshell_proto::catalog::baseline();
     let mut p = inherit_static(&base, &loaded.policy);
     if p.landlock.is_none() {
@@ -51,10 +47,10 @@ pub fn starting_policy(path: &Path) -> Result<Policy> {
 }
 
 /// Runs the sandbox to completion; returns the command's exit status.
-pub fn standalone(cfg: RunConfig) -> Result<i32> {
+pub fn run(cfg: RunConfig, mut control: Box<dyn Control>) -> Result<i32> {
     raise_fd_limit();
-    let policy = starting_policy(&cfg.policy_path)?;
-    let policy_text = std::fs::read_to_string(&cfg.policy_path).unwrap_or_default();
+    let (policy_text, policy_label) = control.initial_policy()?;
+    let policy = starting_policy(&policy_text, &policy_label)?;
     let active = Active::compile(1, policy.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let workdir = std::fs::canonicalize(&cfg.workdir)
         .with_context(|| format!("the workdir {} does not exist", cfg.workdir.display()))?;
@@ -166,7 +162,8 @@ pub fn standalone(cfg: RunConfig) -> Result<i32> {
         active,
         ca,
         upstream_tls,
-        policy_text,
+        control,
+        &policy_label,
     );
     if outcome.is_err() {
         init::kill_sandbox(child);
@@ -247,7 +244,8 @@ fn supervise(
     active: Active,
     ca: Arc<tls::SandboxCa>,
     upstream_tls: Arc<rustls::ClientConfig>,
-    policy_text: String,
+    mut control: Box<dyn Control>,
+    policy_label: &str,
 ) -> Result<i32> {
     // Let PID 1 start: it makes the network inside the sandbox and hands it back.
     std::fs::File::from(go)
@@ -282,8 +280,9 @@ fn supervise(
         .build()
         .context("cannot start the async runtime")?;
     let (events, rx) = Events::channel(&cfg.name);
-    let (log, log_path) = events::open_log(&cfg.log);
-    let writer = events::spawn_writer(&events, rx, log);
+    let sink = control.event_sink();
+    let sink_label = sink.describe();
+    let writer = events::spawn_writer(&events, rx, sink);
     let current = Arc::new(Current::new(active));
     let (rev_tx, rev_rx) = tokio::sync::watch::channel(1u64);
     let rev_tx = Arc::new(rev_tx);
@@ -320,26 +319,19 @@ fn supervise(
                 .await;
             });
         }
-        spawn_reloader(
-            cfg.policy_path.clone(),
-            policy_text,
-            current.clone(),
-            rev_tx.clone(),
-            events.clone(),
-        );
+        tokio::spawn(control.follow(Reloader {
+            current: current.clone(),
+            revision: rev_tx.clone(),
+            events: events.clone(),
+        }));
         forward_signals(child);
 
         events.say(
             "info",
             "lifecycle",
             format!(
-                "sandbox {} started (pid {child}), policy {}, log {}",
+                "sandbox {} started (pid {child}), policy {policy_label}, events to {sink_label}",
                 cfg.name,
-                cfg.policy_path.display(),
-                log_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "stdout".into())
             ),
         );
 
@@ -409,82 +401,4 @@ fn forward_signals(child: Pid) {
             });
         }
     }
-}
-
-/// Reloads on SIGHUP and whenever the policy file changes.
-fn spawn_reloader(
-    path: PathBuf,
-    text: String,
-    current: Arc<Current>,
-    rev: Arc<tokio::sync::watch::Sender<u64>>,
-    events: Events,
-) {
-    use notify::Watcher;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(8);
-    let hup_tx = tx.clone();
-    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        tokio::spawn(async move {
-            while s.recv().await.is_some() {
-                let _ = hup_tx.send(()).await;
-            }
-        });
-    }
-    let file_name = path.file_name().map(|f| f.to_os_string());
-    let watch_tx = tx.clone();
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res
-            && ev
-                .paths
-                .iter()
-                .any(|p| p.file_name().map(|f| f.to_os_string()) == file_name)
-            && (ev.kind.is_modify() || ev.kind.is_create())
-        {
-            let _ = watch_tx.try_send(());
-        }
-    });
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let watcher = match watcher {
-        Ok(mut w) => match w.watch(
-            if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                &dir
-            },
-            notify::RecursiveMode::NonRecursive,
-        ) {
-            Ok(()) => Some(w),
-            Err(e) => {
-                events.say(
-                    "warn",
-                    "policy",
-                    format!(
-                        "cannot watch {} for changes ({e}); SIGHUP still reloads",
-                        path.display()
-                    ),
-                );
-                None
-            }
-        },
-        Err(e) => {
-            events.say(
-                "warn",
-                "policy",
-                format!("cannot watch policy files ({e}); SIGHUP still reloads"),
-            );
-            None
-        }
-    };
-    tokio::spawn(async move {
-        let _keep = watcher;
-        let mut last = text;
-        while rx.recv().await.is_some() {
-            // Editors write in several steps: let them finish.
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            while rx.try_recv().is_ok() {}
-            crate::reload::from_file(&path, &mut last, &current, &rev, &events);
-        }
-    });
 }
