@@ -312,155 +312,162 @@ fn orchestrate() {
         "", "direct", "openshell", "tinyproxy"
     );
 
-    let direct_lat = value(&run_client(
-        &[],
-        "direct",
-        "-",
-        target,
-        https,
-        &gh_ca,
-        "latency",
-    ));
-    let ours_lat = value(&run_client(
-        &ours,
-        "proxy",
-        "127.0.0.1:3128",
-        target,
-        https,
-        &sandbox_ca,
-        "latency",
-    ));
-    let tiny_lat = tiny.as_ref().map(|_| {
-        value(&run_client(
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let want = |what: &str| only.is_empty() || only == what;
+    if want("latency") {
+        let direct_lat = value(&run_client(
             &[],
-            "byaddr",
-            "127.0.0.1:18888",
+            "direct",
+            "-",
             target,
             https,
             &gh_ca,
             "latency",
-        ))
-    });
-    println!(
-        "{:<22}{:>14.1}{:>14.1}{:>14}",
-        "CONNECT p50 (µs)",
-        direct_lat,
-        ours_lat,
-        tiny_lat.map(|v| format!("{v:.1}")).unwrap_or("-".into())
-    );
-    println!(
-        "{:<22}{:>14}{:>14.1}{:>14}   (target ≤ 150 µs)",
-        "  added by the proxy",
-        "",
-        ours_lat - direct_lat,
-        tiny_lat
-            .map(|v| format!("{:.1}", v - direct_lat))
-            .unwrap_or("-".into())
-    );
-
-    let direct_bulk = value(&run_client(
-        &[],
-        "direct",
-        "-",
-        target,
-        https,
-        &gh_ca,
-        "bulk",
-    ));
-    let ours_bulk = value(&run_client(
-        &ours,
-        "proxy",
-        "127.0.0.1:3128",
-        target,
-        https,
-        &sandbox_ca,
-        "bulk",
-    ));
-    let tiny_bulk = tiny.as_ref().map(|_| {
-        value(&run_client(
+        ));
+        let ours_lat = value(&run_client(
+            &ours,
+            "proxy",
+            "127.0.0.1:3128",
+            target,
+            https,
+            &sandbox_ca,
+            "latency",
+        ));
+        let tiny_lat = tiny.as_ref().map(|_| {
+            value(&run_client(
+                &[],
+                "byaddr",
+                "127.0.0.1:18888",
+                target,
+                https,
+                &gh_ca,
+                "latency",
+            ))
+        });
+        println!(
+            "{:<22}{:>14.1}{:>14.1}{:>14}",
+            "CONNECT p50 (µs)",
+            direct_lat,
+            ours_lat,
+            tiny_lat.map(|v| format!("{v:.1}")).unwrap_or("-".into())
+        );
+        println!(
+            "{:<22}{:>14}{:>14.1}{:>14}   (target ≤ 150 µs)",
+            "  added by the proxy",
+            "",
+            ours_lat - direct_lat,
+            tiny_lat
+                .map(|v| format!("{:.1}", v - direct_lat))
+                .unwrap_or("-".into())
+        );
+    }
+    if want("bulk") {
+        let direct_bulk = value(&run_client(
             &[],
-            "byaddr",
-            "127.0.0.1:18888",
+            "direct",
+            "-",
             target,
             https,
             &gh_ca,
             "bulk",
-        ))
-    });
-    println!(
-        "{:<22}{:>14.0}{:>14.0}{:>14}   ({:.0}% of direct; target ≥ 80%)",
-        "1 GiB bulk (MiB/s)",
-        direct_bulk,
-        ours_bulk,
-        tiny_bulk.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
-        ours_bulk / direct_bulk * 100.0
-    );
-
-    let direct_rps = value(&run_client(&[], "direct", "-", target, https, &gh_ca, "l7"));
-    let ours_rps = value(&run_client(
-        &ours,
-        "proxy",
-        "127.0.0.1:3128",
-        target,
-        https,
-        &sandbox_ca,
-        "l7",
-    ));
-    let tiny_rps = tiny.as_ref().map(|_| {
-        value(&run_client(
-            &[],
-            "byaddr",
-            "127.0.0.1:18888",
+        ));
+        let ours_bulk = value(&run_client(
+            &ours,
+            "proxy",
+            "127.0.0.1:3128",
             target,
             https,
-            &gh_ca,
-            "l7",
-        ))
-    });
-    println!(
-        "{:<22}{:>14.0}{:>14.0}{:>14}   ({:.0}% of direct, inspected; target ≥ 50%)",
-        "HTTPS keep-alive req/s",
-        direct_rps,
-        ours_rps,
-        tiny_rps
-            .map(|v| format!("{v:.0} (tunnel)"))
-            .unwrap_or("-".into()),
-        ours_rps / direct_rps * 100.0
-    );
-
-    // Memory with 100 open tunnels.
-    let exe = std::env::current_exe().expect("exe");
-    let mut holder = Command::new("nsenter")
-        .arg(&netns)
-        .arg(&exe)
-        .args([
-            "--client",
-            "proxy",
-            &target.to_string(),
-            "127.0.0.1:3128",
-            &https.to_string(),
             &sandbox_ca,
-            "hold",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("holder");
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("holding");
-    std::thread::sleep(Duration::from_millis(200));
-    let rss = rss_kib(sup_pid);
-    println!(
-        "{:<22}{:>14}{:>14.1}{:>14}   (target ≤ 20 MB)",
-        "RSS, 100 tunnels (MB)",
-        "",
-        rss as f64 / 1024.0,
-        ""
-    );
-    drop(holder.stdin.take());
-    let _ = holder.wait();
+            "bulk",
+        ));
+        let tiny_bulk = tiny.as_ref().map(|_| {
+            value(&run_client(
+                &[],
+                "byaddr",
+                "127.0.0.1:18888",
+                target,
+                https,
+                &gh_ca,
+                "bulk",
+            ))
+        });
+        println!(
+            "{:<22}{:>14.0}{:>14.0}{:>14}   ({:.0}% of direct; target ≥ 80%)",
+            "1 GiB bulk (MiB/s)",
+            direct_bulk,
+            ours_bulk,
+            tiny_bulk.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
+            ours_bulk / direct_bulk * 100.0
+        );
+    }
+    if want("l7") {
+        let direct_rps = value(&run_client(&[], "direct", "-", target, https, &gh_ca, "l7"));
+        let ours_rps = value(&run_client(
+            &ours,
+            "proxy",
+            "127.0.0.1:3128",
+            target,
+            https,
+            &sandbox_ca,
+            "l7",
+        ));
+        let tiny_rps = tiny.as_ref().map(|_| {
+            value(&run_client(
+                &[],
+                "byaddr",
+                "127.0.0.1:18888",
+                target,
+                https,
+                &gh_ca,
+                "l7",
+            ))
+        });
+        println!(
+            "{:<22}{:>14.0}{:>14.0}{:>14}   ({:.0}% of direct, inspected; target ≥ 50%)",
+            "HTTPS keep-alive req/s",
+            direct_rps,
+            ours_rps,
+            tiny_rps
+                .map(|v| format!("{v:.0} (tunnel)"))
+                .unwrap_or("-".into()),
+            ours_rps / direct_rps * 100.0
+        );
+    }
+    if want("rss") {
+        // Memory with 100 open tunnels.
+        let exe = std::env::current_exe().expect("exe");
+        let mut holder = Command::new("nsenter")
+            .arg(&netns)
+            .arg(&exe)
+            .args([
+                "--client",
+                "proxy",
+                &target.to_string(),
+                "127.0.0.1:3128",
+                &https.to_string(),
+                &sandbox_ca,
+                "hold",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("holder");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("holding");
+        std::thread::sleep(Duration::from_millis(200));
+        let rss = rss_kib(sup_pid);
+        println!(
+            "{:<22}{:>14}{:>14.1}{:>14}   (target ≤ 20 MB)",
+            "RSS, 100 tunnels (MB)",
+            "",
+            rss as f64 / 1024.0,
+            ""
+        );
+        drop(holder.stdin.take());
+        let _ = holder.wait();
+    }
 
     let _ = sup.kill();
     let _ = sup.wait();
