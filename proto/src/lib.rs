@@ -3,7 +3,9 @@
 
 pub mod catalog;
 pub mod event;
+pub mod paths;
 pub mod policy;
+pub mod transport;
 
 /// Generated gRPC messages and services (`openshell.v1`).
 pub mod pb {

@@ -28,9 +28,10 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The policy file; editing it (or SIGHUP) reloads the network policy live.
+    /// The policy file; editing it (or SIGHUP) reloads the network policy live. Not used when
+    /// the gateway started this sandbox (OPENSHELL_SANDBOX_ID and OPENSHELL_ENDPOINT set).
     #[arg(long)]
-    policy: PathBuf,
+    policy: Option<PathBuf>,
     /// The directory that appears read-write at /sandbox [default: the current directory].
     #[arg(long)]
     workdir: Option<PathBuf>,
@@ -77,13 +78,20 @@ fn run(cli: Cli) -> Result<i32> {
                 Some(w) => w,
                 None => std::env::current_dir()?,
             };
-            if let Some((id, endpoint)) = openshell_sandbox::control::managed_from_env() {
-                anyhow::bail!(
-                    "managed mode (sandbox {id}, gateway {endpoint}) is not available in this build yet: \
-                     it arrives with the gateway; unset OPENSHELL_SANDBOX_ID to run standalone"
-                );
-            }
-            let control = Box::new(Standalone::new(a.policy, a.log));
+            let control: Box<dyn openshell_sandbox::control::Control> =
+                match openshell_sandbox::control::managed_from_env() {
+                    Some((id, endpoint)) => Box::new(
+                        openshell_sandbox::control::Managed::register(&id, &endpoint)?,
+                    ),
+                    None => {
+                        let Some(policy) = a.policy else {
+                            anyhow::bail!(
+                                "--policy FILE is required (unless the gateway started this sandbox)"
+                            );
+                        };
+                        Box::new(Standalone::new(policy, a.log))
+                    }
+                };
             run_sandbox(
                 RunConfig {
                     workdir,

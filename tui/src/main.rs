@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use openshell::cli::policy_local;
+use openshell::cli::{policy_local, remote};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -23,6 +23,14 @@ enum Command {
     /// Write, test and apply policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Create, list and delete sandboxes.
+    #[command(subcommand)]
+    Sandbox(remote::SandboxCommand),
+    /// Start, stop and check the gateway (it starts by itself on first use).
+    #[command(subcommand)]
+    Gateway(remote::GatewayCommand),
+    /// Events of a sandbox (or all): decisions, policy changes, lifecycle.
+    Logs(remote::LogsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +47,8 @@ enum PolicyCommand {
     },
     /// Print BASE with presets (names or files) merged in (`baseline` names the baseline).
     Merge(policy_local::MergeArgs),
+    #[command(flatten)]
+    Remote(remote::RemotePolicy),
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -58,8 +68,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 policy_local::presets(json).map(|()| ExitCode::SUCCESS)
             }
             PolicyCommand::Merge(a) => policy_local::merge(&a).map(|()| ExitCode::SUCCESS),
+            PolicyCommand::Remote(cmd) => block_on(remote::policy(cmd)),
         },
+        Command::Sandbox(cmd) => block_on(remote::sandbox(cmd)),
+        Command::Gateway(cmd) => block_on(remote::gateway(cmd)),
+        Command::Logs(a) => block_on(remote::logs(a)),
     }
+}
+
+/// Runs one gateway command on a small runtime.
+fn block_on(f: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(f).map(|()| ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {

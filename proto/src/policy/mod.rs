@@ -7,6 +7,7 @@ pub mod load;
 pub mod merge;
 pub mod model;
 pub mod positions;
+pub mod proposal;
 pub mod render;
 pub mod sections;
 pub mod validate;

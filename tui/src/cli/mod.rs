@@ -1,3 +1,5 @@
 //! The `openshell` command line: one module per command group.
 
+pub mod client;
 pub mod policy_local;
+pub mod remote;

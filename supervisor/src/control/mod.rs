@@ -2,6 +2,10 @@
 //! SIGHUP or when it changes) and events go to a log. Managed: both go through the gateway.
 //! Everything else (namespaces, proxy, confinement) is the same code.
 
+mod managed;
+
+pub use managed::Managed;
+
 use crate::events::{Events, LogSink, Sink};
 use crate::policy_state::Current;
 use futures::future::BoxFuture;

@@ -1,0 +1,621 @@
+//! The user-facing gRPC service (CLI, TUI): sandboxes, policy, events, denials, providers.
+
+use crate::app::{App, load_policy, status};
+use crate::store::{EventQuery, Provider};
+use futures::Stream;
+use openshell_proto::pb::{self, gateway_server::Gateway};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Request, Response, Status, Streaming};
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Api {
+    pub app: Arc<App>,
+}
+
+fn wait_of(wait: bool, ms: u32) -> Option<Duration> {
+    wait.then(|| {
+        if ms == 0 {
+            DEFAULT_WAIT
+        } else {
+            Duration::from_millis(ms.into())
+        }
+    })
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("gateway task failed: {e}")))?
+}
+
+#[tonic::async_trait]
+impl Gateway for Api {
+    async fn health(&self, _: Request<pb::Empty>) -> Result<Response<pb::HealthResponse>, Status> {
+        let app = self.app.clone();
+        let count = blocking(move || app.list().map(|v| v.len())).await?;
+        Ok(Response::new(pb::HealthResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            listen: self.app.settings.listen.clone(),
+            pid: std::process::id(),
+            uptime_secs: self.app.settings.started.elapsed().as_secs(),
+            sandbox_count: count as u32,
+            state_dir: self.app.settings.state_dir.display().to_string(),
+        }))
+    }
+
+    async fn create_sandbox(
+        &self,
+        r: Request<pb::CreateSandboxRequest>,
+    ) -> Result<Response<pb::Sandbox>, Status> {
+        let app = self.app.clone();
+        let req = r.into_inner();
+        blocking(move || app.create(req)).await.map(Response::new)
+    }
+
+    async fn list_sandboxes(
+        &self,
+        _: Request<pb::ListSandboxesRequest>,
+    ) -> Result<Response<pb::ListSandboxesResponse>, Status> {
+        let app = self.app.clone();
+        let sandboxes = blocking(move || app.list()).await?;
+        Ok(Response::new(pb::ListSandboxesResponse { sandboxes }))
+    }
+
+    async fn get_sandbox(
+        &self,
+        r: Request<pb::GetSandboxRequest>,
+    ) -> Result<Response<pb::Sandbox>, Status> {
+        let app = self.app.clone();
+        let name = r.into_inner().name;
+        blocking(move || app.get(&name)).await.map(Response::new)
+    }
+
+    async fn delete_sandbox(
+        &self,
+        r: Request<pb::DeleteSandboxRequest>,
+    ) -> Result<Response<pb::DeleteSandboxResponse>, Status> {
+        let app = self.app.clone();
+        let req = r.into_inner();
+        let deleted = blocking(move || {
+            let names: Vec<String> = if req.all {
+                app.list()?.into_iter().map(|s| s.name).collect()
+            } else {
+                vec![req.name.clone()]
+            };
+            for n in &names {
+                app.delete(n)?;
+            }
+            Ok(names)
+        })
+        .await?;
+        Ok(Response::new(pb::DeleteSandboxResponse { deleted }))
+    }
+
+    type WatchSandboxesStream = Stream_<pb::SandboxChange>;
+
+    async fn watch_sandboxes(
+        &self,
+        _: Request<pb::WatchSandboxesRequest>,
+    ) -> Result<Response<Self::WatchSandboxesStream>, Status> {
+        Err(Status::unimplemented(
+            "watching sandboxes is not built yet (it comes with the TUI); poll `openshell sandbox list`",
+        ))
+    }
+
+    type ExecSandboxStream = Stream_<pb::ExecOutput>;
+
+    async fn exec_sandbox(
+        &self,
+        _: Request<Streaming<pb::ExecInput>>,
+    ) -> Result<Response<Self::ExecSandboxStream>, Status> {
+        Err(Status::unimplemented(
+            "exec into a managed sandbox is not built yet; create the sandbox with the command to run",
+        ))
+    }
+
+    async fn set_policy(
+        &self,
+        r: Request<pb::SetPolicyRequest>,
+    ) -> Result<Response<pb::SetPolicyResponse>, Status> {
+        let req = r.into_inner();
+        let source = if req.source_name.is_empty() {
+            "policy".to_string()
+        } else {
+            req.source_name.clone()
+        };
+        let author = if req.author.is_empty() {
+            "cli".to_string()
+        } else {
+            req.author.clone()
+        };
+        self.app
+            .set_policy(
+                &req.sandbox,
+                &req.policy_yaml,
+                &source,
+                &author,
+                wait_of(req.wait, req.wait_timeout_ms),
+            )
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_policy(
+        &self,
+        r: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::PolicyRevision>, Status> {
+        let app = self.app.clone();
+        let req = r.into_inner();
+        blocking(move || {
+            let store = app.store();
+            let row = store.get_sandbox(&req.sandbox).map_err(status)?;
+            let rev = (req.revision != 0).then_some(req.revision as u32);
+            let r = store.get_revision(&req.sandbox, rev).map_err(status)?;
+            Ok(r.to_pb(row.enforced_revision))
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn policy_history(
+        &self,
+        r: Request<pb::PolicyHistoryRequest>,
+    ) -> Result<Response<pb::PolicyHistoryResponse>, Status> {
+        let app = self.app.clone();
+        let name = r.into_inner().sandbox;
+        blocking(move || {
+            let store = app.store();
+            let row = store.get_sandbox(&name).map_err(status)?;
+            let revisions = store
+                .history(&name)
+                .map_err(status)?
+                .iter()
+                .map(|m| m.to_pb(&name, row.enforced_revision))
+                .collect();
+            Ok(pb::PolicyHistoryResponse { revisions })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn diff_policy(
+        &self,
+        r: Request<pb::DiffPolicyRequest>,
+    ) -> Result<Response<pb::DiffPolicyResponse>, Status> {
+        let app = self.app.clone();
+        let req = r.into_inner();
+        blocking(move || {
+            let store = app.store();
+            let a = store
+                .get_revision(&req.sandbox, Some(req.from as u32))
+                .map_err(status)?;
+            let b = store
+                .get_revision(&req.sandbox, Some(req.to as u32))
+                .map_err(status)?;
+            let diff = openshell_proto::policy::diff::unified(
+                &a.text,
+                &b.text,
+                &format!("revision {}", req.from),
+                &format!("revision {}", req.to),
+            );
+            Ok(pb::DiffPolicyResponse { diff })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn rollback_policy(
+        &self,
+        r: Request<pb::RollbackPolicyRequest>,
+    ) -> Result<Response<pb::SetPolicyResponse>, Status> {
+        let req = r.into_inner();
+        let app = self.app.clone();
+        let (name, rev) = (req.sandbox.clone(), req.revision as u32);
+        let text = blocking(move || {
+            app.store()
+                .get_revision(&name, Some(rev))
+                .map(|r| r.text)
+                .map_err(status)
+        })
+        .await?;
+        let author = if req.author.is_empty() {
+            "cli".to_string()
+        } else {
+            req.author.clone()
+        };
+        self.app
+            .set_policy(
+                &req.sandbox,
+                &text,
+                &format!("rollback to revision {}", req.revision),
+                &author,
+                wait_of(req.wait, req.wait_timeout_ms),
+            )
+            .await
+            .map(Response::new)
+    }
+
+    async fn validate_policy(
+        &self,
+        r: Request<pb::ValidatePolicyRequest>,
+    ) -> Result<Response<pb::ValidatePolicyResponse>, Status> {
+        let req = r.into_inner();
+        let source = if req.source_name.is_empty() {
+            "policy".to_string()
+        } else {
+            req.source_name.clone()
+        };
+        match openshell_proto::policy::load(&req.policy_yaml, &source) {
+            Ok(loaded) => {
+                let mut static_changes = Vec::new();
+                if !req.sandbox.is_empty() {
+                    let app = self.app.clone();
+                    let name = req.sandbox.clone();
+                    let cur =
+                        blocking(move || app.store().get_revision(&name, None).map_err(status))
+                            .await?;
+                    let current = load_policy(&cur.text, "current")?;
+                    let proposed =
+                        openshell_proto::policy::inherit_static(&current, &loaded.policy);
+                    static_changes = openshell_proto::policy::static_changes(&current, &proposed);
+                }
+                Ok(Response::new(pb::ValidatePolicyResponse {
+                    ok: static_changes.is_empty(),
+                    errors: Vec::new(),
+                    static_changes,
+                    warnings: loaded.findings.iter().map(ToString::to_string).collect(),
+                }))
+            }
+            Err(errors) => Ok(Response::new(pb::ValidatePolicyResponse {
+                ok: false,
+                errors: errors
+                    .0
+                    .iter()
+                    .map(|e| pb::PolicyError {
+                        file: e.file.clone(),
+                        line: e.line as u32,
+                        column: e.column as u32,
+                        field: e.field.clone(),
+                        message: e.message.clone(),
+                    })
+                    .collect(),
+                static_changes: Vec::new(),
+                warnings: Vec::new(),
+            })),
+        }
+    }
+
+    type StreamEventsStream = Stream_<pb::EventBatch>;
+
+    async fn stream_events(
+        &self,
+        r: Request<pb::EventFilter>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let f = r.into_inner();
+        if !f.sandbox.is_empty() {
+            let app = self.app.clone();
+            let name = f.sandbox.clone();
+            blocking(move || app.store().get_sandbox(&name).map(|_| ()).map_err(status)).await?;
+        }
+        let since = if f.since.is_empty() {
+            None
+        } else {
+            Some(parse_since(&f.since).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "`{}` is not a time: use a duration like 5m, 2h, 1d or an RFC 3339 time",
+                    f.since
+                ))
+            })?)
+        };
+        // Subscribe before reading the backlog, so nothing falls between the two.
+        let mut live = self.app.hub.subscribe();
+        let app = self.app.clone();
+        let q = EventQuery {
+            sandbox: (!f.sandbox.is_empty()).then(|| f.sandbox.clone()),
+            source: (!f.source.is_empty()).then(|| f.source.clone()),
+            min_level: (!f.level.is_empty()).then(|| f.level.clone()),
+            kind: (!f.kind.is_empty()).then(|| f.kind.clone()),
+            action: (!f.action.is_empty()).then(|| f.action.clone()),
+            since,
+            after_seq: None,
+            limit: (f.tail > 0).then_some(f.tail as usize),
+            tail: f.tail > 0,
+        };
+        let backlog = blocking(move || app.store().query_events(&q).map_err(status)).await?;
+        let follow = f.follow;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::EventBatch, Status>>(64);
+        tokio::spawn(async move {
+            let mut last_seq = backlog.last().map(|e| e.seq).unwrap_or(0);
+            for chunk in backlog.chunks(512) {
+                if tx
+                    .send(Ok(pb::EventBatch {
+                        events: chunk.to_vec(),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if !follow {
+                return;
+            }
+            loop {
+                let first = match live.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::resource_exhausted(format!(
+                                "this watcher fell {n} events behind; reconnect to resume"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let mut batch = Vec::new();
+                let mut next = Some(first);
+                while let Some(e) = next.take() {
+                    if e.seq > last_seq && matches(&f, since, &e) {
+                        last_seq = e.seq;
+                        batch.push((*e).clone());
+                    }
+                    if batch.len() < 512 {
+                        next = live.try_recv().ok();
+                    }
+                }
+                if !batch.is_empty() && tx.send(Ok(pb::EventBatch { events: batch })).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list_denials(
+        &self,
+        r: Request<pb::ListDenialsRequest>,
+    ) -> Result<Response<pb::ListDenialsResponse>, Status> {
+        let app = self.app.clone();
+        let req = r.into_inner();
+        blocking(move || {
+            let rows = app
+                .store()
+                .list_denials(&req.sandbox, req.include_decided)
+                .map_err(status)?;
+            Ok(pb::ListDenialsResponse {
+                denials: rows.iter().map(|d| d.to_pb()).collect(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn approve_denial(
+        &self,
+        r: Request<pb::DenialDecisionRequest>,
+    ) -> Result<Response<pb::SetPolicyResponse>, Status> {
+        let req = r.into_inner();
+        let id: u64 = req.id.parse().map_err(|_| {
+            Status::invalid_argument(format!(
+                "`{}` is not a denial id (see `openshell policy denials`)",
+                req.id
+            ))
+        })?;
+        let app = self.app.clone();
+        let name = req.sandbox.clone();
+        let (row, current) = blocking(move || {
+            let store = app.store();
+            let row = store.get_denial(&name, id).map_err(status)?;
+            let cur = store.get_revision(&name, None).map_err(status)?;
+            Ok((row, cur.text))
+        })
+        .await?;
+        if row.proposal_yaml.trim().is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "denial {id} has no policy change that could allow it (a direct connection or an unidentified program)"
+            )));
+        }
+        let current = load_policy(&current, "current")?;
+        let fragment = load_policy(&row.proposal_yaml, "proposal")?;
+        let merged = openshell_proto::policy::merge(&current, &fragment);
+        let author = if req.author.is_empty() {
+            "approve".to_string()
+        } else {
+            req.author.clone()
+        };
+        let resp = self
+            .app
+            .set_policy(
+                &req.sandbox,
+                &openshell_proto::policy::to_yaml(&merged),
+                &format!("approved denial {id}"),
+                &author,
+                wait_of(req.wait, req.wait_timeout_ms),
+            )
+            .await?;
+        let app = self.app.clone();
+        let name = req.sandbox.clone();
+        let rev = resp.revision as u32;
+        blocking(move || {
+            app.store()
+                .mark_approved(&name, id, rev)
+                .map(|_| ())
+                .map_err(status)
+        })
+        .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn reject_denial(
+        &self,
+        r: Request<pb::DenialDecisionRequest>,
+    ) -> Result<Response<pb::Denial>, Status> {
+        let req = r.into_inner();
+        let id: u64 = req.id.parse().map_err(|_| {
+            Status::invalid_argument(format!(
+                "`{}` is not a denial id (see `openshell policy denials`)",
+                req.id
+            ))
+        })?;
+        let app = self.app.clone();
+        blocking(move || {
+            app.store()
+                .reject_denial(&req.sandbox, id)
+                .map(|d| d.to_pb())
+                .map_err(status)
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn create_provider(
+        &self,
+        r: Request<pb::Provider>,
+    ) -> Result<Response<pb::Provider>, Status> {
+        let p = r.into_inner();
+        if p.name.is_empty() {
+            return Err(Status::invalid_argument("a provider needs a name"));
+        }
+        let app = self.app.clone();
+        blocking(move || {
+            let provider = Provider {
+                name: p.name.clone(),
+                kind: p.r#type.clone(),
+                credentials: p.credentials.clone().into_iter().collect(),
+                config: p.config.clone().into_iter().collect(),
+                created_at: None,
+            };
+            let saved = app.store().put_provider(&provider).map_err(status)?;
+            Ok(saved.to_pb_redacted())
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_providers(
+        &self,
+        _: Request<pb::Empty>,
+    ) -> Result<Response<pb::ListProvidersResponse>, Status> {
+        let app = self.app.clone();
+        blocking(move || {
+            let providers = app.store().list_providers().map_err(status)?;
+            Ok(pb::ListProvidersResponse {
+                providers: providers.iter().map(|p| p.to_pb_redacted()).collect(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn get_provider(
+        &self,
+        r: Request<pb::GetProviderRequest>,
+    ) -> Result<Response<pb::Provider>, Status> {
+        let app = self.app.clone();
+        let name = r.into_inner().name;
+        blocking(move || {
+            app.store()
+                .get_provider(&name)
+                .map(|p| p.to_pb_redacted())
+                .map_err(status)
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn delete_provider(
+        &self,
+        r: Request<pb::GetProviderRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let app = self.app.clone();
+        let name = r.into_inner().name;
+        blocking(move || app.store().delete_provider(&name).map_err(status))
+            .await
+            .map(|()| Response::new(pb::Empty {}))
+    }
+
+    async fn set_inference(
+        &self,
+        r: Request<pb::InferenceConfig>,
+    ) -> Result<Response<pb::InferenceConfig>, Status> {
+        let c = r.into_inner();
+        let app = self.app.clone();
+        let saved = c.clone();
+        blocking(move || {
+            let mut store = app.store();
+            store
+                .put_setting("inference.provider", &saved.provider)
+                .map_err(status)?;
+            store
+                .put_setting("inference.model", &saved.model)
+                .map_err(status)
+        })
+        .await?;
+        Ok(Response::new(c))
+    }
+
+    async fn get_inference(
+        &self,
+        _: Request<pb::Empty>,
+    ) -> Result<Response<pb::InferenceConfig>, Status> {
+        let app = self.app.clone();
+        blocking(move || {
+            let store = app.store();
+            Ok(pb::InferenceConfig {
+                provider: store
+                    .get_setting("inference.provider")
+                    .map_err(status)?
+                    .unwrap_or_default(),
+                model: store
+                    .get_setting("inference.model")
+                    .map_err(status)?
+                    .unwrap_or_default(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    type OpenSessionStream = Stream_<pb::SessionFrame>;
+
+    async fn open_session(
+        &self,
+        _: Request<Streaming<pb::SessionFrame>>,
+    ) -> Result<Response<Self::OpenSessionStream>, Status> {
+        Err(Status::unimplemented(
+            "interactive sessions (sandbox connect, SSH) are not built yet",
+        ))
+    }
+}
+
+/// `5m`, `2h`, `1d`, `30s` (ago), or an RFC 3339 time.
+pub fn parse_since(s: &str) -> Option<time::OffsetDateTime> {
+    if let Some(t) = openshell_proto::event::parse_time(s) {
+        return Some(t);
+    }
+    let d = humantime::parse_duration(s).ok()?;
+    Some(time::OffsetDateTime::now_utc() - d)
+}
+
+fn matches(f: &pb::EventFilter, since: Option<time::OffsetDateTime>, e: &pb::Event) -> bool {
+    (f.sandbox.is_empty() || f.sandbox == e.sandbox)
+        && (f.source.is_empty() || f.source == e.source)
+        && (f.kind.is_empty() || f.kind == e.kind)
+        && (f.action.is_empty() || f.action == e.action)
+        && (f.level.is_empty()
+            || openshell_proto::event::level_rank(&e.level)
+                >= openshell_proto::event::level_rank(&f.level))
+        && since.is_none_or(|s| openshell_proto::event::parse_time(&e.time).is_none_or(|t| t >= s))
+}

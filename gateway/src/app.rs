@@ -1,0 +1,506 @@
+//! The gateway's state and operations, shared by the user-facing API and the supervisors'.
+
+use crate::driver::{Driver, Launch};
+use crate::hub::Hub;
+use crate::store::{NewSandbox, Phase, Runtime, SandboxRow, Store, StoreError};
+use openshell_proto::pb;
+use openshell_proto::policy::{self, Policy, static_changes};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tonic::Status;
+
+/// What the gateway was started with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub state_dir: PathBuf,
+    pub started: Instant,
+}
+
+/// One sandbox's live link to its supervisor.
+pub struct Session {
+    /// The newest revision for the supervisor to enforce: (revision, text).
+    pub policy: watch::Sender<(u64, String)>,
+    /// The newest revision the supervisor acknowledged, and the error of the newest refusal.
+    pub acked: watch::Sender<(u64, Option<(u64, String)>)>,
+}
+
+pub struct App {
+    pub store: Mutex<Store>,
+    pub hub: Hub,
+    pub driver: Box<dyn Driver>,
+    pub settings: Settings,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+/// Store errors as gRPC statuses a person can act on.
+pub fn status(e: StoreError) -> Status {
+    match &e {
+        StoreError::UnknownSandbox { .. } => Status::not_found(e.to_string()),
+        StoreError::SandboxExists(_) => Status::already_exists(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+impl App {
+    pub fn new(store: Store, driver: Box<dyn Driver>, settings: Settings) -> Arc<App> {
+        Arc::new(App {
+            store: Mutex::new(store),
+            hub: Hub::default(),
+            driver,
+            settings,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        match self.store.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The live link to `name`'s supervisor, made on first use.
+    pub fn session(&self, name: &str) -> Arc<Session> {
+        let mut s = match self.sessions.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        s.entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Session {
+                    policy: watch::channel((0, String::new())).0,
+                    acked: watch::channel((0, None)).0,
+                })
+            })
+            .clone()
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(name);
+        }
+    }
+
+    /// An event from the gateway itself.
+    pub fn event(&self, sandbox: &str, level: &str, kind: &str, message: String) {
+        let e = pb::Event {
+            time: openshell_proto::event::now_rfc3339(),
+            sandbox: sandbox.to_string(),
+            source: "gateway".into(),
+            level: level.into(),
+            kind: kind.into(),
+            message,
+            ..pb::Event::default()
+        };
+        self.ingest(vec![e]);
+    }
+
+    /// Stores events (assigning their sequence numbers), publishes them, and aggregates the
+    /// denials among them.
+    pub fn ingest(&self, mut events: Vec<pb::Event>) -> usize {
+        let seqs = {
+            let mut store = self.store();
+            match store.append_events(&events) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot store events: {e}");
+                    return 0;
+                }
+            }
+        };
+        for (e, seq) in events.iter_mut().zip(seqs) {
+            e.seq = seq;
+        }
+        for e in &events {
+            if e.action == "deny" && e.kind == "network" && !e.host.is_empty() {
+                self.record_denial(e);
+            }
+        }
+        let n = events.len();
+        for e in events {
+            self.hub.publish(e);
+        }
+        n
+    }
+
+    fn record_denial(&self, e: &pb::Event) {
+        let key = crate::denials::key_of(e);
+        let current = self
+            .store()
+            .get_revision(&e.sandbox, None)
+            .ok()
+            .and_then(|r| policy::load(&r.text, "current").ok())
+            .map(|l| l.policy)
+            .unwrap_or_default();
+        let proposal = crate::denials::proposal_yaml(e, &current);
+        let at = openshell_proto::event::parse_time(&e.time)
+            .unwrap_or_else(time::OffsetDateTime::now_utc);
+        if let Err(err) = self.store().record_denial(&e.sandbox, &key, &proposal, at) {
+            tracing::warn!("cannot record a denial for {}: {err}", e.sandbox);
+        }
+    }
+
+    /// Creates and starts a sandbox.
+    pub fn create(&self, req: pb::CreateSandboxRequest) -> Result<pb::Sandbox, Status> {
+        let name = if req.name.is_empty() {
+            self.fresh_name()
+        } else {
+            req.name.clone()
+        };
+        validate_name(&name)?;
+        let driver = if req.driver.is_empty() {
+            "process".to_string()
+        } else {
+            req.driver.clone()
+        };
+        if driver != self.driver.name() {
+            return Err(Status::invalid_argument(
+                crate::driver::DriverError::Unknown(driver).to_string(),
+            ));
+        }
+        let mut text = if req.policy_yaml.trim().is_empty() {
+            openshell_proto::catalog::baseline_text().to_string()
+        } else {
+            req.policy_yaml.clone()
+        };
+        let mut p = load_policy(&text, "policy")?;
+        if !req.presets.is_empty() {
+            for name in &req.presets {
+                let preset = openshell_proto::catalog::preset(name).ok_or_else(|| {
+                    let known: Vec<&str> = openshell_proto::catalog::presets()
+                        .map(|p| p.name)
+                        .collect();
+                    Status::invalid_argument(format!(
+                        "no preset `{name}`; presets: {}",
+                        known.join(", ")
+                    ))
+                })?;
+                let pp = preset
+                    .policy()
+                    .map_err(|e| Status::internal(format!("preset {name} does not load: {e}")))?;
+                p = policy::merge(&p, &pp);
+            }
+            text = policy::to_yaml(&p);
+        }
+        let workdir = if req.workdir.is_empty() {
+            let d = self.settings.state_dir.join("workdirs").join(&name);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| Status::internal(format!("cannot create {}: {e}", d.display())))?;
+            d
+        } else {
+            PathBuf::from(&req.workdir)
+        };
+        if !workdir.is_dir() {
+            return Err(Status::invalid_argument(format!(
+                "the workdir {} is not a directory",
+                workdir.display()
+            )));
+        }
+        self.store()
+            .create_sandbox(NewSandbox {
+                name: name.clone(),
+                driver: driver.clone(),
+                workdir: workdir.display().to_string(),
+                command: req.command.clone(),
+                policy_text: text.clone(),
+                author: "create".into(),
+                env: req.env.clone().into_iter().collect(),
+                providers: req.providers.clone(),
+                image: req.from.clone(),
+                keep: !req.no_keep,
+            })
+            .map_err(status)?;
+        let session = self.session(&name);
+        session.policy.send_replace((1, text));
+        session.acked.send_replace((0, None));
+        let started = self.driver.start(&Launch {
+            name: name.clone(),
+            workdir,
+            command: req.command.clone(),
+            env: req.env.clone().into_iter().collect(),
+        });
+        match started {
+            Ok(s) => {
+                let _ = self.store().set_runtime(
+                    &name,
+                    &Runtime {
+                        supervisor_pid: Some(s.pid),
+                        started_at: Some(time::OffsetDateTime::now_utc()),
+                        ..Runtime::default()
+                    },
+                );
+                self.event(
+                    &name,
+                    "info",
+                    "lifecycle",
+                    format!("sandbox {name} provisioning (supervisor pid {})", s.pid),
+                );
+            }
+            Err(e) => {
+                let _ = self
+                    .store()
+                    .set_phase(&name, Phase::Failed, Some(&e.to_string()));
+                return Err(Status::unavailable(e.to_string()));
+            }
+        }
+        self.get(&name)
+    }
+
+    fn fresh_name(&self) -> String {
+        let taken: Vec<String> = self
+            .store()
+            .list_sandboxes()
+            .map(|v| v.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default();
+        (1..)
+            .map(|i| format!("sandbox-{i}"))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_else(|| "sandbox".into())
+    }
+
+    pub fn get(&self, name: &str) -> Result<pb::Sandbox, Status> {
+        let row = self.store().get_sandbox(name).map_err(status)?;
+        Ok(self.to_pb(&row))
+    }
+
+    pub fn to_pb(&self, row: &SandboxRow) -> pb::Sandbox {
+        let mut s = row.to_pb();
+        if let Ok(d) = self.store().list_denials(&row.name, false) {
+            s.recent_denials = d.len() as u32;
+        }
+        s
+    }
+
+    pub fn list(&self) -> Result<Vec<pb::Sandbox>, Status> {
+        let rows = self.store().list_sandboxes().map_err(status)?;
+        Ok(rows.iter().map(|r| self.to_pb(r)).collect())
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), Status> {
+        let row = self.store().get_sandbox(name).map_err(status)?;
+        if let Some(pid) = row.runtime.supervisor_pid
+            && self.driver.alive(pid, name)
+        {
+            self.driver.stop(pid);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.driver.alive(pid, name) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.store().delete_sandbox(name).map_err(status)?;
+        self.forget(name);
+        self.event(name, "info", "lifecycle", format!("sandbox {name} deleted"));
+        Ok(())
+    }
+
+    /// Validates, stores and pushes a new revision; with `wait`, returns once the supervisor
+    /// enforces it (or refuses it, or the time is up).
+    pub async fn set_policy(
+        self: &Arc<Self>,
+        name: &str,
+        text: &str,
+        source: &str,
+        author: &str,
+        wait: Option<Duration>,
+    ) -> Result<pb::SetPolicyResponse, Status> {
+        let proposed = load_policy(text, source)?;
+        let (current_text, row) = {
+            let store = self.store();
+            let row = store.get_sandbox(name).map_err(status)?;
+            let cur = store.get_revision(name, None).map_err(status)?;
+            (cur.text, row)
+        };
+        let current = load_policy(&current_text, "current")?;
+        // A network-only document keeps the running sandbox's static sections.
+        let proposed = policy::inherit_static(&current, &proposed);
+        let changed = static_changes(&current, &proposed);
+        if !changed.is_empty() && matches!(row.phase, Phase::Ready | Phase::Provisioning) {
+            return Err(Status::failed_precondition(format!(
+                "static sections cannot change on a running sandbox: {}; delete and recreate the sandbox to change them",
+                changed.join(", ")
+            )));
+        }
+        let diff = policy::diff::unified_policies(
+            &current,
+            &proposed,
+            &format!("revision {}", row.policy_revision),
+            source,
+        );
+        if diff.trim().is_empty() {
+            return Ok(pb::SetPolicyResponse {
+                revision: row.policy_revision as u64,
+                acknowledged: row.enforced_revision >= row.policy_revision,
+                unchanged: true,
+                diff,
+            });
+        }
+        let new_text = policy::to_yaml(&proposed);
+        let rev = self
+            .store()
+            .add_revision(name, &new_text, author, source)
+            .map_err(status)? as u64;
+        let session = self.session(name);
+        session.policy.send_replace((rev, new_text));
+        self.event(
+            name,
+            "info",
+            "policy",
+            format!("policy revision {rev} stored ({source}, by {author})"),
+        );
+        let mut acknowledged = false;
+        if let Some(timeout) = wait {
+            acknowledged = self.wait_ack(name, rev, timeout).await?;
+        }
+        Ok(pb::SetPolicyResponse {
+            revision: rev,
+            acknowledged,
+            unchanged: false,
+            diff,
+        })
+    }
+
+    async fn wait_ack(&self, name: &str, rev: u64, timeout: Duration) -> Result<bool, Status> {
+        let mut rx = self.session(name).acked.subscribe();
+        let outcome = tokio::time::timeout(timeout, async {
+            loop {
+                {
+                    let (acked, refused) = &*rx.borrow_and_update();
+                    if let Some((r, why)) = refused
+                        && *r == rev
+                    {
+                        return Err(Status::failed_precondition(format!(
+                            "the sandbox refused revision {rev}: {why}; it keeps enforcing revision {acked}"
+                        )));
+                    }
+                    if *acked >= rev {
+                        return Ok(true);
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return Err(Status::unavailable("the gateway is shutting down"));
+                }
+            }
+        })
+        .await;
+        match outcome {
+            Ok(r) => r,
+            Err(_) => {
+                let running = self
+                    .store()
+                    .get_sandbox(name)
+                    .map(|r| r.phase == Phase::Ready || r.phase == Phase::Provisioning)
+                    .unwrap_or(false);
+                Err(Status::deadline_exceeded(if running {
+                    format!(
+                        "revision {rev} is stored but the sandbox did not confirm it within {:.1}s; check `openshell logs {name}`",
+                        timeout.as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "revision {rev} is stored; the sandbox is not running, so it applies when it starts"
+                    )
+                }))
+            }
+        }
+    }
+
+    /// The supervisor acknowledged (or refused) a revision.
+    pub fn ack(&self, name: &str, rev: u64, ok: bool, error: &str) {
+        let session = self.session(name);
+        if ok {
+            let _ = self.store().set_enforced_revision(name, rev as u32);
+            let first = session.acked.borrow().0 == 0;
+            session.acked.send_modify(|a| a.0 = a.0.max(rev));
+            if first {
+                let _ = self.store().set_phase(name, Phase::Ready, None);
+                self.event(
+                    name,
+                    "info",
+                    "lifecycle",
+                    format!("sandbox {name} ready, enforcing revision {rev}"),
+                );
+            }
+        } else {
+            let _ = self.store().set_revision_failed(name, rev as u32, error);
+            session
+                .acked
+                .send_modify(|a| a.1 = Some((rev, error.to_string())));
+        }
+    }
+
+    /// Watches supervisors: a sandbox whose supervisor is gone is stopped (exit 0) or failed
+    /// (with its last words). Also re-attaches after a gateway restart.
+    pub fn watch_supervisors(self: &Arc<Self>) {
+        let app = self.clone();
+        std::thread::spawn(move || {
+            loop {
+                let rows = app.store().list_sandboxes().unwrap_or_default();
+                for row in rows {
+                    if !matches!(row.phase, Phase::Ready | Phase::Provisioning) {
+                        continue;
+                    }
+                    let alive = row
+                        .runtime
+                        .supervisor_pid
+                        .is_some_and(|pid| app.driver.alive(pid, &row.name));
+                    if alive {
+                        continue;
+                    }
+                    let last = app.driver.last_output(&row.name, 5);
+                    let (phase, reason) = if last.trim().is_empty() {
+                        (Phase::Stopped, "the sandbox's command ended".to_string())
+                    } else if last.contains("openshell-sandbox:") {
+                        (
+                            Phase::Failed,
+                            format!("the supervisor stopped: {}", last.trim()),
+                        )
+                    } else {
+                        (
+                            Phase::Stopped,
+                            format!("the sandbox's command ended; last output: {}", last.trim()),
+                        )
+                    };
+                    let _ = app.store().set_phase(&row.name, phase, Some(&reason));
+                    app.event(
+                        &row.name,
+                        "info",
+                        "lifecycle",
+                        format!("sandbox {} {}: {reason}", row.name, phase.as_str()),
+                    );
+                    if !row.keep {
+                        let _ = app.store().delete_sandbox(&row.name);
+                        app.forget(&row.name);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+    }
+}
+
+/// A policy, or InvalidArgument with every located error.
+pub fn load_policy(text: &str, source: &str) -> Result<Policy, Status> {
+    policy::load(text, source)
+        .map(|l| l.policy)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn validate_name(name: &str) -> Result<(), Status> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "`{name}` is not a valid sandbox name: use lower-case letters, digits and `-` (up to 63)"
+        )))
+    }
+}

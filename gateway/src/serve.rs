@@ -1,0 +1,134 @@
+//! Running the gateway: its state directory, its socket (only its user can open it), the
+//! services, retention, and a clean stop.
+
+use crate::api::Api;
+use crate::app::{App, Settings};
+use crate::driver::ProcessDriver;
+use crate::store::Store;
+use crate::supervisors::SupervisorApi;
+use anyhow::{Context, Result, bail};
+use openshell_proto::pb::gateway_server::GatewayServer;
+use openshell_proto::pb::supervisor_server::SupervisorServer;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Largest request the gateway reads; policies are capped at 1 MiB, events come in batches.
+const MAX_MESSAGE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub supervisor: PathBuf,
+    pub upstream_ca: Vec<PathBuf>,
+    pub resolve: Vec<String>,
+    pub max_events: u64,
+    pub max_event_age: Duration,
+}
+
+fn private_dir(p: &std::path::Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .with_context(|| format!("cannot create {}", p.display()))
+}
+
+pub async fn run(o: Options) -> Result<()> {
+    private_dir(&o.state_dir)?;
+    if let Some(parent) = o.socket.parent() {
+        private_dir(parent)?;
+    }
+    if o.socket.exists() {
+        if openshell_proto::transport::unix_channel(&o.socket)
+            .await
+            .is_ok()
+        {
+            bail!(
+                "a gateway is already running on {}; stop it with `openshell gateway stop` first",
+                o.socket.display()
+            );
+        }
+        // Left behind by a gateway that was killed.
+        std::fs::remove_file(&o.socket)
+            .with_context(|| format!("cannot remove the stale socket {}", o.socket.display()))?;
+    }
+    let store = Store::open(o.state_dir.join("openshell.db"))?;
+    let listener = tokio::net::UnixListener::bind(&o.socket)
+        .with_context(|| format!("cannot listen on {}", o.socket.display()))?;
+    std::fs::set_permissions(&o.socket, std::fs::Permissions::from_mode(0o600))?;
+    let pid_file = o.state_dir.join("gateway.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
+
+    let driver = ProcessDriver {
+        supervisor: o.supervisor.clone(),
+        socket: o.socket.clone(),
+        output_dir: o.state_dir.join("sandboxes"),
+        upstream_ca: o.upstream_ca.clone(),
+        resolve: o.resolve.clone(),
+    };
+    let app = App::new(
+        store,
+        Box::new(driver),
+        Settings {
+            listen: format!("unix://{}", o.socket.display()),
+            state_dir: o.state_dir.clone(),
+            started: Instant::now(),
+        },
+    );
+    app.watch_supervisors();
+    app.event(
+        "",
+        "info",
+        "lifecycle",
+        format!(
+            "gateway {} listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            o.socket.display()
+        ),
+    );
+    let retention_app = app.clone();
+    let (max_events, max_age) = (o.max_events, o.max_event_age);
+    tokio::spawn(async move {
+        loop {
+            let app = retention_app.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                app.store().enforce_retention(max_events, max_age)
+            })
+            .await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    });
+
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    let result = tonic::transport::Server::builder()
+        .add_service(
+            GatewayServer::new(Api { app: app.clone() }).max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            SupervisorServer::new(SupervisorApi { app: app.clone() })
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
+        .await;
+    // Sandboxes keep running: they re-attach when a gateway starts again.
+    let _ = std::fs::remove_file(&o.socket);
+    let _ = std::fs::remove_file(&pid_file);
+    result.context("the gateway server failed")
+}

@@ -1,0 +1,616 @@
+//! Commands that talk to the gateway: `gateway`, `sandbox`, remote `policy` commands, `logs`.
+
+use super::client::{self, explain};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use openshell_proto::pb;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Start the gateway in the background (also automatic on first use).
+    Start,
+    /// Stop the gateway; sandboxes keep running and re-attach when it starts again.
+    Stop,
+    /// Where it listens, its version, uptime and sandbox count.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn gateway(cmd: GatewayCommand) -> Result<()> {
+    match cmd {
+        GatewayCommand::Start => {
+            if client::try_connect().await.is_some() {
+                println!("the gateway is already running");
+                return Ok(());
+            }
+            client::start().await?;
+            println!(
+                "gateway started on {}",
+                openshell_proto::paths::socket_path().display()
+            );
+        }
+        GatewayCommand::Stop => {
+            let Some(mut c) = client::try_connect().await else {
+                println!("no gateway is running");
+                return Ok(());
+            };
+            let h = c.health(pb::Empty {}).await.map_err(explain)?.into_inner();
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(h.pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .context("cannot signal the gateway")?;
+            for _ in 0..250 {
+                if client::try_connect().await.is_none() {
+                    println!("gateway stopped (pid {})", h.pid);
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            bail!("the gateway (pid {}) did not stop within 5s", h.pid);
+        }
+        GatewayCommand::Status { json } => {
+            let Some(mut c) = client::try_connect().await else {
+                if json {
+                    println!(
+                        "{}",
+                        json!({"running": false, "listen": format!("unix://{}", openshell_proto::paths::socket_path().display())})
+                    );
+                } else {
+                    println!(
+                        "no gateway is running (it would listen on {}); `openshell gateway start` starts one",
+                        openshell_proto::paths::socket_path().display()
+                    );
+                }
+                return Ok(());
+            };
+            let h = c.health(pb::Empty {}).await.map_err(explain)?.into_inner();
+            if json {
+                println!(
+                    "{}",
+                    json!({"running": true, "pid": h.pid, "listen": h.listen, "version": h.version,
+                           "uptime_secs": h.uptime_secs, "sandboxes": h.sandbox_count, "state_dir": h.state_dir})
+                );
+            } else {
+                println!(
+                    "gateway {} (pid {}) on {}, up {}, {} sandbox{}, state in {}",
+                    h.version,
+                    h.pid,
+                    h.listen,
+                    humantime::format_duration(std::time::Duration::from_secs(h.uptime_secs)),
+                    h.sandbox_count,
+                    if h.sandbox_count == 1 { "" } else { "es" },
+                    h.state_dir
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Create a sandbox and start its command (none: it stays up for exec and connect).
+    Create(CreateArgs),
+    /// List sandboxes.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one sandbox.
+    Get {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop and remove sandboxes.
+    Delete {
+        #[arg(required_unless_present = "all")]
+        name: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    name: Option<String>,
+    /// The policy [default: the baseline].
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Merge a built-in preset (repeatable; `openshell policy presets` lists them).
+    #[arg(long = "preset")]
+    presets: Vec<String>,
+    /// The directory at /sandbox [default: a fresh one in the gateway's state].
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Remove the sandbox when its command ends.
+    #[arg(long)]
+    no_keep: bool,
+    /// The compute driver.
+    #[arg(long, default_value = "process")]
+    driver: String,
+    /// Set a variable in the command's environment (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    #[arg(long)]
+    json: bool,
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+fn phase(p: i32) -> &'static str {
+    match pb::Phase::try_from(p) {
+        Ok(pb::Phase::Provisioning) => "provisioning",
+        Ok(pb::Phase::Ready) => "ready",
+        Ok(pb::Phase::Stopped) => "stopped",
+        Ok(pb::Phase::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn sandbox_json(s: &pb::Sandbox) -> serde_json::Value {
+    json!({
+        "name": s.name, "phase": phase(s.phase), "reason": s.reason, "driver": s.driver,
+        "policy_revision": s.policy_revision, "enforced_revision": s.acked_revision,
+        "created": s.created, "command": s.command, "workdir": s.workdir, "pid": s.pid,
+        "recent_denials": s.recent_denials,
+    })
+}
+
+pub async fn sandbox(cmd: SandboxCommand) -> Result<()> {
+    let mut c = client::connect().await?;
+    match cmd {
+        SandboxCommand::Create(a) => {
+            let policy_yaml = match &a.policy {
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
+                None => String::new(),
+            };
+            let workdir = match &a.workdir {
+                Some(w) => std::fs::canonicalize(w)
+                    .with_context(|| format!("the workdir {} does not exist", w.display()))?
+                    .display()
+                    .to_string(),
+                None => String::new(),
+            };
+            let mut env = std::collections::HashMap::new();
+            for kv in &a.env {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("`{kv}` is not KEY=VALUE"))?;
+                env.insert(k.to_string(), v.to_string());
+            }
+            let s = c
+                .create_sandbox(pb::CreateSandboxRequest {
+                    name: a.name.clone().unwrap_or_default(),
+                    policy_yaml,
+                    presets: a.presets.clone(),
+                    workdir,
+                    command: a.command.clone(),
+                    no_keep: a.no_keep,
+                    driver: a.driver.clone(),
+                    env,
+                    providers: Vec::new(),
+                    from: String::new(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let s = wait_ready(&mut c, &s.name).await.unwrap_or(s);
+            if a.json {
+                println!("{}", sandbox_json(&s));
+            } else {
+                println!(
+                    "sandbox {} {} (policy revision {})",
+                    s.name,
+                    phase(s.phase),
+                    s.policy_revision
+                );
+                if phase(s.phase) == "failed" {
+                    bail!("sandbox {} failed: {}", s.name, s.reason);
+                }
+            }
+        }
+        SandboxCommand::List { json } => {
+            let list = c
+                .list_sandboxes(pb::ListSandboxesRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .sandboxes;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(list.iter().map(sandbox_json).collect())
+                );
+            } else if list.is_empty() {
+                println!("no sandboxes; `openshell sandbox create` makes one");
+            } else {
+                println!(
+                    "{:<24} {:<13} {:>4} {:>8}  COMMAND",
+                    "NAME", "PHASE", "REV", "DENIALS"
+                );
+                for s in &list {
+                    println!(
+                        "{:<24} {:<13} {:>4} {:>8}  {}",
+                        s.name,
+                        phase(s.phase),
+                        s.policy_revision,
+                        s.recent_denials,
+                        s.command.join(" ")
+                    );
+                }
+            }
+        }
+        SandboxCommand::Get { name, json } => {
+            let s = get(&mut c, &name).await?;
+            if json {
+                println!("{}", sandbox_json(&s));
+            } else {
+                println!("name:      {}", s.name);
+                println!(
+                    "phase:     {}{}",
+                    phase(s.phase),
+                    if s.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", s.reason)
+                    }
+                );
+                println!("driver:    {}", s.driver);
+                println!(
+                    "policy:    revision {} (enforced {})",
+                    s.policy_revision, s.acked_revision
+                );
+                println!("workdir:   {}", s.workdir);
+                println!("command:   {}", s.command.join(" "));
+                println!("created:   {}", s.created);
+                println!("denials:   {}", s.recent_denials);
+            }
+        }
+        SandboxCommand::Delete { name, all } => {
+            let r = c
+                .delete_sandbox(pb::DeleteSandboxRequest {
+                    name: name.unwrap_or_default(),
+                    all,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            for n in &r.deleted {
+                println!("deleted {n}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sandbox, or an error listing the known names.
+async fn get(c: &mut client::Client, name: &str) -> Result<pb::Sandbox> {
+    c.get_sandbox(pb::GetSandboxRequest {
+        name: name.to_string(),
+    })
+    .await
+    .map(|r| r.into_inner())
+    .map_err(explain)
+}
+
+/// Waits (briefly) until the sandbox is ready or has failed.
+async fn wait_ready(c: &mut client::Client, name: &str) -> Option<pb::Sandbox> {
+    for _ in 0..500 {
+        let s = get(c, name).await.ok()?;
+        if matches!(phase(s.phase), "ready" | "failed" | "stopped") {
+            return Some(s);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    None
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemotePolicy {
+    /// Apply a policy to a running sandbox (hot reload); `--wait` returns once it is enforced.
+    Set {
+        name: String,
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a sandbox's policy (the latest revision, or --rev N).
+    Get {
+        name: String,
+        #[arg(long)]
+        rev: Option<u64>,
+    },
+    /// A sandbox's policy revisions.
+    History {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The difference between two revisions.
+    Diff { name: String, from: u64, to: u64 },
+    /// Go back to an earlier revision (as a new revision).
+    Rollback {
+        name: String,
+        rev: u64,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Denied connections and requests, with the change that would allow each.
+    Denials {
+        name: String,
+        /// Also approved and rejected ones.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge a denial's proposed change into the policy (a new revision, hot reloaded).
+    Approve {
+        name: String,
+        id: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Record that a denial should stay denied (not proposed again).
+    Reject { name: String, id: String },
+}
+
+pub async fn policy(cmd: RemotePolicy) -> Result<()> {
+    let mut c = client::connect().await?;
+    match cmd {
+        RemotePolicy::Set {
+            name,
+            policy,
+            wait,
+            timeout,
+            json,
+        } => {
+            let text = std::fs::read_to_string(&policy)
+                .with_context(|| format!("cannot read {}", policy.display()))?;
+            let r = c
+                .set_policy(pb::SetPolicyRequest {
+                    sandbox: name.clone(),
+                    policy_yaml: text,
+                    source_name: policy.display().to_string(),
+                    author: whoami(),
+                    wait,
+                    wait_timeout_ms: timeout.as_millis().min(u32::MAX as u128) as u32,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    json!({"revision": r.revision, "acknowledged": r.acknowledged, "unchanged": r.unchanged, "diff": r.diff})
+                );
+            } else if r.unchanged {
+                println!("{name}: unchanged (revision {})", r.revision);
+            } else {
+                print!("{}", r.diff);
+                if wait {
+                    println!("{name}: revision {} is enforced", r.revision);
+                } else {
+                    println!(
+                        "{name}: revision {} stored; the sandbox applies it now",
+                        r.revision
+                    );
+                }
+            }
+        }
+        RemotePolicy::Get { name, rev } => {
+            let r = c
+                .get_policy(pb::GetPolicyRequest {
+                    sandbox: name,
+                    revision: rev.unwrap_or(0),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            print!("{}", r.yaml);
+        }
+        RemotePolicy::History { name, json } => {
+            let h = c
+                .policy_history(pb::PolicyHistoryRequest { sandbox: name })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .revisions;
+            if json {
+                let v: Vec<_> = h
+                    .iter()
+                    .map(|r| json!({"revision": r.revision, "author": r.author, "created": r.created, "acked_at": r.acked_at, "error": r.error, "note": r.summary}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                println!("{:>4}  {:<25} {:<12} NOTE", "REV", "CREATED", "AUTHOR");
+                for r in &h {
+                    let mark = if !r.error.is_empty() {
+                        format!(" (refused: {})", r.error)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{:>4}  {:<25} {:<12} {}{mark}",
+                        r.revision, r.created, r.author, r.summary
+                    );
+                }
+            }
+        }
+        RemotePolicy::Diff { name, from, to } => {
+            let d = c
+                .diff_policy(pb::DiffPolicyRequest {
+                    sandbox: name,
+                    from,
+                    to,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            print!("{}", d.diff);
+        }
+        RemotePolicy::Rollback { name, rev, wait } => {
+            let r = c
+                .rollback_policy(pb::RollbackPolicyRequest {
+                    sandbox: name.clone(),
+                    revision: rev,
+                    wait,
+                    wait_timeout_ms: 0,
+                    author: whoami(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            println!(
+                "{name}: revision {} restores revision {rev}{}",
+                r.revision,
+                if r.acknowledged { ", enforced" } else { "" }
+            );
+        }
+        RemotePolicy::Denials { name, all, json } => {
+            let d = c
+                .list_denials(pb::ListDenialsRequest {
+                    sandbox: name.clone(),
+                    include_decided: all,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .denials;
+            if json {
+                let v: Vec<_> = d
+                    .iter()
+                    .map(|d| json!({"id": d.id, "host": d.host, "port": d.port, "binary": d.binary, "method": d.method,
+                                    "path": d.path, "count": d.count, "first_seen": d.first_seen, "last_seen": d.last_seen,
+                                    "status": d.status, "proposal": d.proposal_yaml}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else if d.is_empty() {
+                println!("{name}: no denials");
+            } else {
+                println!(
+                    "{:>4}  {:>5}  {:<32} {:<22} REQUEST",
+                    "ID", "COUNT", "DESTINATION", "BINARY"
+                );
+                for d in &d {
+                    let req = if d.method.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} {}", d.method, d.path)
+                    };
+                    println!(
+                        "{:>4}  {:>5}  {:<32} {:<22} {req}",
+                        d.id,
+                        d.count,
+                        format!("{}:{}", d.host, d.port),
+                        d.binary
+                    );
+                }
+                println!("approve one with `openshell policy approve {name} ID`");
+            }
+        }
+        RemotePolicy::Approve { name, id, wait } => {
+            let r = c
+                .approve_denial(pb::DenialDecisionRequest {
+                    sandbox: name.clone(),
+                    id: id.clone(),
+                    wait,
+                    wait_timeout_ms: 0,
+                    author: whoami(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            print!("{}", r.diff);
+            println!(
+                "{name}: denial {id} approved as revision {}{}",
+                r.revision,
+                if r.acknowledged { ", enforced" } else { "" }
+            );
+        }
+        RemotePolicy::Reject { name, id } => {
+            c.reject_denial(pb::DenialDecisionRequest {
+                sandbox: name.clone(),
+                id: id.clone(),
+                wait: false,
+                wait_timeout_ms: 0,
+                author: whoami(),
+            })
+            .await
+            .map_err(explain)?;
+            println!("{name}: denial {id} rejected; it will not be proposed again");
+        }
+    }
+    Ok(())
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()))
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The sandbox (all sandboxes when omitted).
+    name: Option<String>,
+    /// Keep following new events.
+    #[arg(long, short = 'f', alias = "follow")]
+    tail: bool,
+    /// Only `sandbox` or `gateway` events.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only this level and above (debug, info, warn, error).
+    #[arg(long)]
+    level: Option<String>,
+    /// Only events newer than this (5m, 2h, or an RFC 3339 time).
+    #[arg(long)]
+    since: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn logs(a: LogsArgs) -> Result<()> {
+    let mut c = client::connect().await?;
+    let mut stream = c
+        .stream_events(pb::EventFilter {
+            sandbox: a.name.clone().unwrap_or_default(),
+            source: a.source.clone().unwrap_or_default(),
+            level: a.level.clone().unwrap_or_default(),
+            kind: String::new(),
+            action: String::new(),
+            since: a.since.clone().unwrap_or_default(),
+            follow: a.tail,
+            tail: 0,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    while let Some(batch) = stream.message().await.map_err(explain)? {
+        let mut out = stdout.lock();
+        for e in &batch.events {
+            if a.json {
+                writeln!(out, "{}", openshell_proto::event::to_json(e))?;
+            } else {
+                writeln!(out, "{}", openshell_proto::event::to_line(e))?;
+            }
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
