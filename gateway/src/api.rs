@@ -114,11 +114,114 @@ impl Gateway for Api {
 
     async fn exec_sandbox(
         &self,
-        _: Request<Streaming<pb::ExecInput>>,
+        r: Request<Streaming<pb::ExecInput>>,
     ) -> Result<Response<Self::ExecSandboxStream>, Status> {
-        Err(Status::unimplemented(
-            "exec into a managed sandbox is not built yet; create the sandbox with the command to run",
-        ))
+        use futures::StreamExt;
+        use pb::{control_down, control_up, exec_input, exec_output};
+        let mut input = r.into_inner();
+        let Some(Ok(pb::ExecInput {
+            frame: Some(exec_input::Frame::Start(start)),
+        })) = input.next().await
+        else {
+            return Err(Status::invalid_argument(
+                "an exec starts with the command to run",
+            ));
+        };
+        if start.command.is_empty() {
+            return Err(Status::invalid_argument(
+                "exec needs a command: openshell sandbox exec NAME -- CMD",
+            ));
+        }
+        let app = self.app.clone();
+        let name = start.sandbox.clone();
+        let row = blocking(move || app.store().get_sandbox(&name).map_err(status)).await?;
+        // A sandbox that just became ready may still be connecting its exec channel.
+        let mut link = self.app.links.get(&row.name);
+        for _ in 0..200 {
+            if link.is_some()
+                || !matches!(
+                    row.phase,
+                    crate::store::Phase::Ready | crate::store::Phase::Provisioning
+                )
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            link = self.app.links.get(&row.name);
+        }
+        let Some(link) = link else {
+            return Err(Status::failed_precondition(format!(
+                "sandbox {} is {} and its supervisor is not connected; exec needs a running sandbox",
+                row.name,
+                row.phase.as_str()
+            )));
+        };
+        let (channel, mut up) = link.open();
+        link.down
+            .send(pb::ControlDown {
+                channel,
+                frame: Some(control_down::Frame::Exec(start)),
+            })
+            .await
+            .map_err(|_| Status::unavailable("the sandbox's supervisor went away"))?;
+        let to_sandbox = link.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(pb::ExecInput { frame: Some(f) })) = input.next().await {
+                let frame = match f {
+                    exec_input::Frame::Stdin(b) => control_down::Frame::Stdin(b),
+                    exec_input::Frame::StdinEof(e) => control_down::Frame::StdinEof(e),
+                    exec_input::Frame::Signal(s) => control_down::Frame::Signal(s),
+                    exec_input::Frame::Start(_) => continue,
+                };
+                if to_sandbox
+                    .down
+                    .send(pb::ControlDown {
+                        channel,
+                        frame: Some(frame),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // The caller finished sending: the command's stdin ends.
+            let _ = to_sandbox
+                .down
+                .send(pb::ControlDown {
+                    channel,
+                    frame: Some(control_down::Frame::StdinEof(pb::Empty {})),
+                })
+                .await;
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ExecOutput, Status>>(64);
+        tokio::spawn(async move {
+            while let Some(msg) = up.recv().await {
+                let (out, last) = match msg.frame {
+                    Some(control_up::Frame::Stdout(b)) => {
+                        (Ok(exec_output::Frame::Stdout(b)), false)
+                    }
+                    Some(control_up::Frame::Stderr(b)) => {
+                        (Ok(exec_output::Frame::Stderr(b)), false)
+                    }
+                    Some(control_up::Frame::Exit(e)) => (Ok(exec_output::Frame::Exit(e)), true),
+                    Some(control_up::Frame::Error(e)) => {
+                        (Err(Status::failed_precondition(e)), true)
+                    }
+                    _ => continue,
+                };
+                let sent = tx
+                    .send(out.map(|f| pb::ExecOutput { frame: Some(f) }))
+                    .await;
+                if last || sent.is_err() {
+                    break;
+                }
+            }
+            link.close(channel);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn set_policy(

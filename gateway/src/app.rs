@@ -34,6 +34,8 @@ pub struct App {
     pub driver: Box<dyn Driver>,
     pub settings: Settings,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Exec channels to connected supervisors.
+    pub links: crate::control::Links,
 }
 
 /// Store errors as gRPC statuses a person can act on.
@@ -53,6 +55,7 @@ impl App {
             driver,
             settings,
             sessions: Mutex::new(HashMap::new()),
+            links: crate::control::Links::default(),
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod control;
 pub mod denials;
 pub mod driver;
 pub mod hub;

@@ -163,10 +163,30 @@ impl Supervisor for SupervisorApi {
 
     async fn control(
         &self,
-        _: Request<Streaming<pb::ControlUp>>,
+        r: Request<Streaming<pb::ControlUp>>,
     ) -> Result<Response<Self::ControlStream>, Status> {
-        Err(Status::unimplemented(
-            "the exec/shell control channel is not built yet",
-        ))
+        // The sandbox is named in the request's metadata: the response must not wait for a
+        // first message (a client may not send one before it sees the response).
+        let Some(name) = r
+            .metadata()
+            .get("openshell-sandbox")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+        else {
+            return Err(Status::invalid_argument(
+                "a control stream names its sandbox in `openshell-sandbox` metadata",
+            ));
+        };
+        let mut incoming = r.into_inner();
+        let (down_tx, down_rx) = tokio::sync::mpsc::channel(64);
+        let link = crate::control::Link::new(down_tx);
+        self.app.links.set(&name, link.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(up)) = incoming.next().await {
+                link.route(up).await;
+            }
+        });
+        let out = tokio_stream::wrappers::ReceiverStream::new(down_rx).map(Ok);
+        Ok(Response::new(Box::pin(out)))
     }
 }

@@ -188,7 +188,7 @@ fn l7_names_the_other_binaries_of_the_entry() {
     );
     assert_eq!(
         p.summary,
-        "allow POST /y on api.github.com:443 for /usr/bin/curl (adds a rule to github_api; /usr/bin/gh in github_api too)"
+        "allow POST /y on api.github.com:443 for /usr/bin/curl (adds a rule to github_api, so /usr/bin/gh gets it too)"
     );
     check(&current, &p);
 }

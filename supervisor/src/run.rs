@@ -319,10 +319,13 @@ fn supervise(
                 .await;
             });
         }
+        let execs =
+            crate::sandbox::exec::Execs::new(net).context("cannot talk to the sandbox's PID 1")?;
         tokio::spawn(control.follow(Reloader {
             current: current.clone(),
             revision: rev_tx.clone(),
             events: events.clone(),
+            execs: Some(execs),
         }));
         forward_signals(child);
 

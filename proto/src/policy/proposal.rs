@@ -511,7 +511,7 @@ fn propose_l7(
         let summary = if others.is_empty() {
             format!("{what} ({how})")
         } else {
-            format!("{what} ({how}; {} in {k} too)", others.join(", "))
+            format!("{what} ({how}, so {} gets it too)", others.join(", "))
         };
         return Ok(finish(
             (*k).clone(),

@@ -92,6 +92,9 @@ impl Control for Managed {
             if let Some(rx) = rx {
                 tokio::spawn(push_events(self.socket.clone(), rx));
             }
+            if let Some(execs) = reloader.execs.clone() {
+                tokio::spawn(control_loop(self.socket.clone(), self.id.clone(), execs));
+            }
             follow_gateway(*self, reloader).await;
         })
     }
@@ -192,5 +195,124 @@ impl Sink for GatewaySink {
 
     fn describe(&self) -> String {
         format!("the gateway at {}", self.socket)
+    }
+}
+
+/// Serves the gateway's requests to run commands in the sandbox (`sandbox exec`, upload,
+/// download), reconnecting when the gateway goes away.
+async fn control_loop(
+    socket: PathBuf,
+    id: String,
+    execs: std::sync::Arc<crate::sandbox::exec::Execs>,
+) {
+    use openshell_proto::pb::{ControlUp, ExecExit, control_down, control_up};
+    use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok(channel) = openshell_proto::transport::unix_channel(&socket).await else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let mut client = SupervisorClient::new(channel);
+        let (up, up_rx) = mpsc::channel::<ControlUp>(64);
+        let _ = up
+            .send(ControlUp {
+                channel: 0,
+                frame: Some(control_up::Frame::HelloSandboxId(id.clone())),
+            })
+            .await;
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(up_rx));
+        if let Ok(v) = id.parse() {
+            request.metadata_mut().insert("openshell-sandbox", v);
+        }
+        let Ok(resp) = client.control(request).await else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let mut down = resp.into_inner();
+        let mut stdins: HashMap<u64, tokio::net::unix::pipe::Sender> = HashMap::new();
+        while let Ok(Some(msg)) = down.message().await {
+            let ch = msg.channel;
+            match msg.frame {
+                Some(control_down::Frame::Exec(start)) => {
+                    let cwd = (!start.workdir.is_empty()).then(|| start.workdir.clone());
+                    match execs.exec(start.command.clone(), start.env.into_iter().collect(), cwd) {
+                        Ok(running) => {
+                            stdins.insert(ch, running.stdin);
+                            let up = up.clone();
+                            tokio::spawn(async move {
+                                let pump =
+                                    |mut r: tokio::net::unix::pipe::Receiver, stderr: bool| {
+                                        let up = up.clone();
+                                        async move {
+                                            let mut buf = vec![0u8; 32 * 1024];
+                                            while let Ok(n) = r.read(&mut buf).await {
+                                                if n == 0 {
+                                                    break;
+                                                }
+                                                let data = buf[..n].to_vec();
+                                                let frame = if stderr {
+                                                    control_up::Frame::Stderr(data)
+                                                } else {
+                                                    control_up::Frame::Stdout(data)
+                                                };
+                                                if up
+                                                    .send(ControlUp {
+                                                        channel: ch,
+                                                        frame: Some(frame),
+                                                    })
+                                                    .await
+                                                    .is_err()
+                                                {
+                                                    break;
+                                                }
+                                            }
+                                        }
+                                    };
+                                tokio::join!(
+                                    pump(running.stdout, false),
+                                    pump(running.stderr, true)
+                                );
+                                let frame = match running.exit.await {
+                                    Ok(Ok(code)) => {
+                                        control_up::Frame::Exit(ExecExit { code, signal: 0 })
+                                    }
+                                    Ok(Err(e)) => control_up::Frame::Error(e),
+                                    Err(_) => control_up::Frame::Error("the sandbox ended".into()),
+                                };
+                                let _ = up
+                                    .send(ControlUp {
+                                        channel: ch,
+                                        frame: Some(frame),
+                                    })
+                                    .await;
+                            });
+                        }
+                        Err(e) => {
+                            let _ = up
+                                .send(ControlUp {
+                                    channel: ch,
+                                    frame: Some(control_up::Frame::Error(format!(
+                                        "cannot start the command: {e}"
+                                    ))),
+                                })
+                                .await;
+                        }
+                    }
+                }
+                Some(control_down::Frame::Stdin(data)) => {
+                    if let Some(w) = stdins.get_mut(&ch)
+                        && w.write_all(&data).await.is_err()
+                    {
+                        stdins.remove(&ch);
+                    }
+                }
+                Some(control_down::Frame::StdinEof(_)) => {
+                    stdins.remove(&ch);
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -29,6 +29,8 @@ pub struct Reloader {
     pub current: Arc<Current>,
     pub revision: Arc<watch::Sender<u64>>,
     pub events: Events,
+    /// Runs more commands in the sandbox (managed mode's `exec`).
+    pub execs: Option<Arc<crate::sandbox::exec::Execs>>,
 }
 
 impl Reloader {

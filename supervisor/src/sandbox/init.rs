@@ -45,11 +45,11 @@ pub struct InitSpec {
 
 /// Messages PID 1 sends the supervisor, one per line: `W text` (a warning) or `E text`
 /// (setup failed).
-pub struct Report(Option<std::fs::File>);
+pub(super) struct Report(Option<std::fs::File>);
 
 impl Report {
     /// A report nobody reads.
-    fn discard() -> Report {
+    pub(super) fn discard() -> Report {
         Report(None)
     }
 
@@ -131,7 +131,8 @@ pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd, net: OwnedFd) -> i32 {
         super::fdpass::send_error(&net, &e);
         return EXIT_SETUP;
     }
-    drop(net);
+    // From here the same socket carries exec requests from the supervisor.
+    let ctl = net;
     match setup(spec, &mut report) {
         Ok(()) => {}
         Err(e) => {
@@ -185,10 +186,24 @@ pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd, net: OwnedFd) -> i32 {
         }
     }
     drop(report);
-    match spawn_and_wait(spec, &spec.command, prepared) {
-        Ok(code) => code,
-        Err(_) => EXIT_SETUP,
+    // SIGCHLD arrives through a signalfd so one poll waits for children and exec requests.
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    if chld.thread_block().is_err() {
+        return EXIT_SETUP;
     }
+    let Ok(sfd) = nix::sys::signalfd::SignalFd::with_flags(
+        &chld,
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+    ) else {
+        return EXIT_SETUP;
+    };
+    let main = match spawn(spec, &spec.command, &[], None, prepared, None) {
+        Ok(pid) => pid,
+        Err(_) => return EXIT_SETUP,
+    };
+    CHILD.store(main.as_raw(), Ordering::Relaxed);
+    super::exec::serve(spec, main, ctl, sfd)
 }
 
 fn setup(spec: &InitSpec, report: &mut Report) -> Result<(), String> {
@@ -205,7 +220,7 @@ fn setup(spec: &InitSpec, report: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
-fn prepare(spec: &InitSpec, report: &mut Report) -> Result<confine::Prepared, String> {
+pub(super) fn prepare(spec: &InitSpec, report: &mut Report) -> Result<confine::Prepared, String> {
     let (prepared, warnings) =
         confine::prepare(Some(&spec.fs_rules), spec.compat, spec.uid, spec.gid)
             .map_err(|e| e.to_string())?;
@@ -221,33 +236,63 @@ fn spawn_and_wait(
     argv: &[String],
     prepared: confine::Prepared,
 ) -> Result<i32, String> {
-    let program =
-        resolve(&argv[0], &spec.env).ok_or_else(|| format!("{}: command not found", argv[0]));
+    let child = spawn(spec, argv, &[], None, prepared, None)?;
+    CHILD.store(child.as_raw(), Ordering::Relaxed);
+    Ok(reap_until(child))
+}
+
+/// Forks a confined child running `argv` with the sandbox's environment plus `extra_env`,
+/// in `cwd` (default: the workdir), on `stdio` (default: PID 1's own).
+pub(super) fn spawn(
+    spec: &InitSpec,
+    argv: &[String],
+    extra_env: &[(String, String)],
+    cwd: Option<&Path>,
+    prepared: confine::Prepared,
+    stdio: Option<[OwnedFd; 3]>,
+) -> Result<Pid, String> {
+    let Some(first) = argv.first() else {
+        return Err("no command given".into());
+    };
+    let mut env_list = spec.env.clone();
+    for (k, v) in extra_env {
+        env_list.retain(|(key, _)| key != k);
+        env_list.push((k.clone(), v.clone()));
+    }
+    let program = resolve(first, &env_list).ok_or_else(|| format!("{first}: command not found"));
     let args: Vec<CString> = argv
         .iter()
         .filter_map(|a| CString::new(a.as_bytes()).ok())
         .collect();
-    let env: Vec<CString> = spec
-        .env
+    let env: Vec<CString> = env_list
         .iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
+    let cwd = cwd.unwrap_or(&spec.cwd).to_path_buf();
     // SAFETY: PID 1 is single-threaded; the child only confines itself and execs.
     match unsafe { fork() }.map_err(|e| format!("cannot fork: {e}"))? {
         ForkResult::Child => {
-            let code = exec_child(spec, program, &args, &env, prepared);
+            if let Some(fds) = &stdio {
+                use std::os::fd::AsRawFd;
+                for (i, fd) in fds.iter().enumerate() {
+                    // SAFETY: dup2 onto 0, 1, 2 of descriptors we hold.
+                    unsafe {
+                        libc::dup2(fd.as_raw_fd(), i as libc::c_int);
+                    }
+                }
+            }
+            // PID 1 blocks SIGCHLD for its signalfd; the command starts with nothing blocked.
+            let _ = SigSet::empty().thread_set_mask();
+            let code = exec_child(&cwd, program, &args, &env, prepared);
             // SAFETY: _exit is always safe; no destructors must run in the forked child.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => {
-            CHILD.store(child.as_raw(), Ordering::Relaxed);
-            Ok(reap_until(child))
-        }
+        ForkResult::Parent { child } => Ok(child),
     }
 }
 
 fn exec_child(
-    spec: &InitSpec,
+    cwd: &Path,
     program: Result<PathBuf, String>,
     args: &[CString],
     env: &[CString],
@@ -260,7 +305,7 @@ fn exec_child(
             return EXIT_NOT_FOUND;
         }
     };
-    let _ = std::env::set_current_dir(&spec.cwd);
+    let _ = std::env::set_current_dir(cwd);
     // A fork bomb or an fd flood inside stays inside: the host's process table and the
     // proxy's descriptors are shared with everyone else.
     for (res, limit) in [

@@ -107,6 +107,27 @@ pub enum SandboxCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a command in a running sandbox; its output streams here and its exit status is ours.
+    Exec {
+        name: String,
+        /// Working directory inside the sandbox [default: /sandbox].
+        #[arg(long)]
+        workdir: Option<String>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Copy a local file or directory into a sandbox (DST is a directory inside it).
+    Upload {
+        name: String,
+        src: PathBuf,
+        dst: String,
+    },
+    /// Copy a file or directory out of a sandbox into the local directory DST.
+    Download {
+        name: String,
+        src: String,
+        dst: PathBuf,
+    },
     /// Stop and remove sandboxes.
     Delete {
         #[arg(required_unless_present = "all")]
@@ -273,6 +294,77 @@ pub async fn sandbox(cmd: SandboxCommand) -> Result<()> {
                 println!("created:   {}", s.created);
                 println!("denials:   {}", s.recent_denials);
             }
+        }
+        SandboxCommand::Exec {
+            name,
+            workdir,
+            command,
+        } => {
+            use std::io::IsTerminal;
+            let input = if std::io::stdin().is_terminal() {
+                Vec::new()
+            } else {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+                buf
+            };
+            let code = exec(&mut c, &name, command, workdir, input, &mut Sinks::Terminal).await?;
+            std::process::exit(code);
+        }
+        SandboxCommand::Upload { name, src, dst } => {
+            let mut tarball = tar::Builder::new(Vec::new());
+            let base = src
+                .file_name()
+                .with_context(|| format!("{} names no file", src.display()))?
+                .to_os_string();
+            if src.is_dir() {
+                tarball.append_dir_all(&base, &src)?;
+            } else {
+                tarball.append_path_with_name(&src, &base)?;
+            }
+            let bytes = tarball.into_inner()?;
+            let script = "mkdir -p \"$1\" && tar -x -C \"$1\" -f -".to_string();
+            let argv = vec!["sh".into(), "-c".into(), script, "sh".into(), dst.clone()];
+            let mut sinks = Sinks::Capture(Vec::new(), Vec::new());
+            let code = exec(&mut c, &name, argv, None, bytes, &mut sinks).await?;
+            if code != 0 {
+                bail!("upload failed (exit {code}): {}", sinks.stderr());
+            }
+            println!("uploaded {} to {name}:{dst}", src.display());
+        }
+        SandboxCommand::Download { name, src, dst } => {
+            let p = std::path::Path::new(&src);
+            let dir = p
+                .parent()
+                .map(|d| d.display().to_string())
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| "/".into());
+            let file = p
+                .file_name()
+                .with_context(|| format!("{src} names no file"))?
+                .to_string_lossy()
+                .into_owned();
+            let argv = vec![
+                "tar".into(),
+                "-c".into(),
+                "-C".into(),
+                dir,
+                "-f".into(),
+                "-".into(),
+                file,
+            ];
+            let mut sinks = Sinks::Capture(Vec::new(), Vec::new());
+            let code = exec(&mut c, &name, argv, None, Vec::new(), &mut sinks).await?;
+            if code != 0 {
+                bail!("download failed (exit {code}): {}", sinks.stderr());
+            }
+            std::fs::create_dir_all(&dst)?;
+            if let Sinks::Capture(out, _) = sinks {
+                tar::Archive::new(std::io::Cursor::new(out))
+                    .unpack(&dst)
+                    .with_context(|| format!("cannot unpack into {}", dst.display()))?;
+            }
+            println!("downloaded {name}:{src} to {}", dst.display());
         }
         SandboxCommand::Delete { name, all } => {
             let r = c
@@ -613,4 +705,77 @@ pub async fn logs(a: LogsArgs) -> Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// Where an exec's output goes.
+enum Sinks {
+    Terminal,
+    Capture(Vec<u8>, Vec<u8>),
+}
+
+impl Sinks {
+    fn stderr(&self) -> String {
+        match self {
+            Sinks::Capture(_, e) => String::from_utf8_lossy(e).trim().to_string(),
+            Sinks::Terminal => String::new(),
+        }
+    }
+}
+
+/// Runs `argv` in sandbox `name` with `input` as its stdin; returns its exit status.
+async fn exec(
+    c: &mut client::Client,
+    name: &str,
+    argv: Vec<String>,
+    workdir: Option<String>,
+    input: Vec<u8>,
+    sinks: &mut Sinks,
+) -> Result<i32> {
+    use pb::{exec_input, exec_output};
+    use std::io::Write;
+    let mut frames = vec![pb::ExecInput {
+        frame: Some(exec_input::Frame::Start(pb::ExecStart {
+            sandbox: name.to_string(),
+            command: argv,
+            env: Default::default(),
+            workdir: workdir.unwrap_or_default(),
+            as_root: false,
+        })),
+    }];
+    for chunk in input.chunks(64 * 1024) {
+        frames.push(pb::ExecInput {
+            frame: Some(exec_input::Frame::Stdin(chunk.to_vec())),
+        });
+    }
+    frames.push(pb::ExecInput {
+        frame: Some(exec_input::Frame::StdinEof(pb::Empty {})),
+    });
+    let mut out = c
+        .exec_sandbox(futures::stream::iter(frames))
+        .await
+        .map_err(explain)?
+        .into_inner();
+    while let Some(msg) = out.message().await.map_err(explain)? {
+        match (msg.frame, &mut *sinks) {
+            (Some(exec_output::Frame::Stdout(b)), Sinks::Terminal) => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&b)?;
+                o.flush()?;
+            }
+            (Some(exec_output::Frame::Stderr(b)), Sinks::Terminal) => {
+                std::io::stderr().lock().write_all(&b)?;
+            }
+            (Some(exec_output::Frame::Stdout(b)), Sinks::Capture(o, _)) => o.extend_from_slice(&b),
+            (Some(exec_output::Frame::Stderr(b)), Sinks::Capture(_, e)) => e.extend_from_slice(&b),
+            (Some(exec_output::Frame::Exit(e)), _) => {
+                return Ok(if e.signal != 0 {
+                    128 + e.signal
+                } else {
+                    e.code
+                });
+            }
+            _ => {}
+        }
+    }
+    bail!("the sandbox ended the command without an exit status")
 }
