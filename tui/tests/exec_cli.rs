@@ -32,7 +32,12 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run openshell");
-        child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write stdin");
         child.wait_with_output().expect("wait")
     }
 }
@@ -54,13 +59,32 @@ fn exec_upload_download() {
     let out = env.run(&["sandbox", "create", "--name", "box"], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let out = env.run(&["sandbox", "exec", "box", "--", "sh", "-c", "id -un; pwd; echo oops >&2; exit 3"], b"");
+    let out = env.run(
+        &[
+            "sandbox",
+            "exec",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "id -un; pwd; echo oops >&2; exit 3",
+        ],
+        b"",
+    );
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(text(&out.stdout), "sandbox\n/sandbox\n");
     assert_eq!(text(&out.stderr), "oops\n");
 
-    let out = env.run(&["sandbox", "exec", "box", "--", "tr", "a-z", "A-Z"], b"piped through\n");
-    assert_eq!(text(&out.stdout), "PIPED THROUGH\n", "{}", text(&out.stderr));
+    let out = env.run(
+        &["sandbox", "exec", "box", "--", "tr", "a-z", "A-Z"],
+        b"piped through\n",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "PIPED THROUGH\n",
+        "{}",
+        text(&out.stderr)
+    );
 
     // The same confinement as the main command.
     let out = env.run(&["sandbox", "exec", "box", "--", "cat", "/etc/shadow"], b"");
@@ -69,17 +93,54 @@ fn exec_upload_download() {
     let src = env.dir.path().join("payload");
     std::fs::create_dir_all(src.join("deep")).expect("mkdir");
     std::fs::write(src.join("deep/file.txt"), "round trip\n").expect("write");
-    let out = env.run(&["sandbox", "upload", "box", src.to_str().expect("utf-8"), "/sandbox/in"], b"");
+    let out = env.run(
+        &[
+            "sandbox",
+            "upload",
+            "box",
+            src.to_str().expect("utf-8"),
+            "/sandbox/in",
+        ],
+        b"",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = env.run(&["sandbox", "exec", "box", "--", "cat", "/sandbox/in/payload/deep/file.txt"], b"");
+    let out = env.run(
+        &[
+            "sandbox",
+            "exec",
+            "box",
+            "--",
+            "cat",
+            "/sandbox/in/payload/deep/file.txt",
+        ],
+        b"",
+    );
     assert_eq!(text(&out.stdout), "round trip\n");
 
     let dst = env.dir.path().join("back");
-    let out = env.run(&["sandbox", "download", "box", "/sandbox/in/payload", dst.to_str().expect("utf-8")], b"");
+    let out = env.run(
+        &[
+            "sandbox",
+            "download",
+            "box",
+            "/sandbox/in/payload",
+            dst.to_str().expect("utf-8"),
+        ],
+        b"",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(dst.join("payload/deep/file.txt")).ok().as_deref(), Some("round trip\n"));
+    assert_eq!(
+        std::fs::read_to_string(dst.join("payload/deep/file.txt"))
+            .ok()
+            .as_deref(),
+        Some("round trip\n")
+    );
 
     let out = env.run(&["sandbox", "exec", "nope", "--", "true"], b"");
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("known sandboxes are: box"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("known sandboxes are: box"),
+        "{}",
+        text(&out.stderr)
+    );
 }
