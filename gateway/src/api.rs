@@ -105,9 +105,35 @@ impl Gateway for Api {
         &self,
         _: Request<pb::WatchSandboxesRequest>,
     ) -> Result<Response<Self::WatchSandboxesStream>, Status> {
-        Err(Status::unimplemented(
-            "watching sandboxes is not built yet (it comes with the TUI); poll `openshell sandbox list`",
-        ))
+        let app = self.app.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            // A snapshot first, then a new one whenever anything a table shows has changed.
+            // The gateway compares its own state every 200 ms (cheap, local); watchers get
+            // pushed changes and never poll.
+            let mut last: Option<Vec<pb::Sandbox>> = None;
+            loop {
+                let app2 = app.clone();
+                let now = match tokio::task::spawn_blocking(move || app2.list()).await {
+                    Ok(Ok(v)) => v,
+                    _ => return,
+                };
+                if last.as_ref() != Some(&now) {
+                    let change = pb::SandboxChange {
+                        kind: pb::sandbox_change::Kind::Snapshot.into(),
+                        sandboxes: now.clone(),
+                    };
+                    if tx.send(Ok(change)).await.is_err() {
+                        return;
+                    }
+                    last = Some(now);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     type ExecSandboxStream = Stream_<pb::ExecOutput>;

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The full-screen terminal app (sandboxes, policy editor, live denials, shell).
-    Term,
+    Term(openshell::term::TermArgs),
     /// Write, test and apply policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -53,10 +53,7 @@ enum PolicyCommand {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Term => anyhow::bail!(
-            "openshell term is not built yet: it lands with the gateway and the TUI. \
-             Until then, test policies with `openshell policy validate` and `openshell policy explain`"
-        ),
+        Command::Term(a) => openshell::term::run(a).map(|()| ExitCode::SUCCESS),
         Command::Policy(cmd) => match cmd {
             PolicyCommand::Validate(a) => Ok(if policy_local::validate(&a)? {
                 ExitCode::SUCCESS

@@ -1,0 +1,256 @@
+//! `openshell term` against a real gateway and a real sandbox, driven through a
+//! pseudo-terminal: the sandbox is blocked, the denial shows in the denials tab, `a` previews
+//! the rule, `Enter` applies it and the status line reports the enforced revision, and the
+//! request now passes. Offline: api.github.com is a local stand-in in a network namespace.
+
+use nix::pty::{Winsize, openpty};
+use openshell_e2e::netns::NetNs;
+use openshell_e2e::standin::{StandIn, ZEN};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A private gateway: its own state dir and socket, stopped on drop.
+struct Env {
+    dir: tempfile::TempDir,
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new(ca: &Path, resolve: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vars = vec![
+            (
+                "OPENSHELL_STATE_DIR".into(),
+                dir.path().join("state").display().to_string(),
+            ),
+            (
+                "OPENSHELL_GATEWAY_SOCKET".into(),
+                dir.path().join("gw.sock").display().to_string(),
+            ),
+            ("OPENSHELL_UPSTREAM_CA".into(), ca.display().to_string()),
+            ("OPENSHELL_RESOLVE".into(), resolve.to_string()),
+            // No user themes or keymaps from the machine running the test.
+            (
+                "XDG_CONFIG_HOME".into(),
+                dir.path().join("config").display().to_string(),
+            ),
+        ];
+        Env { dir, vars }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_openshell"))
+            .args(args)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run openshell")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.cli(&["sandbox", "delete", "--all"]);
+        let _ = self.cli(&["gateway", "stop"]);
+    }
+}
+
+/// `openshell term` on a pseudo-terminal: what it drew so far, and a way to type.
+struct Term {
+    master: std::fs::File,
+    child: std::process::Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    seen: usize,
+}
+
+impl Term {
+    fn start(env: &Env) -> Term {
+        let ws = Winsize {
+            ws_row: 30,
+            ws_col: 110,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = openpty(Some(&ws), None).expect("openpty");
+        let slave: OwnedFd = pty.slave;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openshell"));
+        cmd.arg("term")
+            .envs(env.vars.iter().map(|(k, v)| (k, v)))
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::from(slave.try_clone().expect("dup")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup")))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec: a new session with the
+        // pty as its controlling terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn openshell term");
+        let master = std::fs::File::from(pty.master);
+        let mut reader = master.try_clone().expect("dup master");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        });
+        Term {
+            master,
+            child,
+            out,
+            seen: 0,
+        }
+    }
+
+    /// Waits until `text` is drawn since the last key press, escapes stripped. Only changed
+    /// cells are redrawn, so `text` must be new on screen (and spaces may be skipped).
+    fn wait_for(&mut self, text: &str) {
+        let start = Instant::now();
+        loop {
+            let raw = self.out.lock().expect("lock")[self.seen..].to_vec();
+            let plain = strip_ansi(&String::from_utf8_lossy(&raw));
+            if plain.contains(text) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the screen never showed {text:?}; last output:\n{plain}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&mut self, bytes: &[u8]) {
+        self.seen = self.out.lock().expect("lock").len();
+        self.master.write_all(bytes).expect("type");
+        // Let the app read one key sequence at a time.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The sandbox's command: runs `/sandbox/step-N.sh` when it appears, output to `out-N`.
+const RUNNER: &str = r#"n=1
+while true; do
+  if [ -f /sandbox/step-$n.sh ]; then
+    sh /sandbox/step-$n.sh > /sandbox/out-$n.tmp 2>&1; mv /sandbox/out-$n.tmp /sandbox/out-$n
+    n=$((n+1))
+  fi
+  sleep 0.02
+done"#;
+
+fn step(work: &Path, n: u32, script: &str) -> String {
+    std::fs::write(work.join(format!("step-{n}.sh")), script).expect("step");
+    let out = work.join(format!("out-{n}"));
+    let start = Instant::now();
+    while !out.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "step {n} did not run"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::read_to_string(out).expect("output")
+}
+
+#[test]
+fn allow_a_denial_with_one_key() {
+    openshell_e2e::require_root();
+    let ns = NetNs::create();
+    let gh = StandIn::https(&ns, &["api.github.com"], 443);
+    let env = Env::new(
+        gh.ca_file.as_ref().expect("ca"),
+        &format!("api.github.com={}", ns.addr),
+    );
+    let work = env.dir.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    std::fs::write(work.join("runner.sh"), RUNNER).expect("runner");
+    let created = env.cli(&[
+        "sandbox",
+        "create",
+        "--name",
+        "demo",
+        "--workdir",
+        work.to_str().expect("utf-8"),
+        "--",
+        "sh",
+        "/sandbox/runner.sh",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    let out = step(&work, 1, "curl -sS https://api.github.com/zen");
+    assert!(out.contains("403"), "blocked at CONNECT: {out}");
+
+    let mut t = Term::start(&env);
+    t.wait_for("healthy");
+    t.wait_for("demo");
+    t.keys(b"\r"); // open
+    t.wait_for("demo › overview");
+    t.keys(b"n"); // denials tab
+    t.wait_for("api.github.com:443");
+    t.keys(b"a"); // preview the rule
+    t.wait_for("cancel");
+    t.keys(b"\r"); // apply, wait for the supervisor
+    t.wait_for("allowed;");
+    t.wait_for("enforced");
+    let out = step(&work, 2, "curl -sS https://api.github.com/zen");
+    assert_eq!(out.trim(), ZEN, "the approved request passes");
+
+    t.keys(b"\x1b"); // back home
+    t.wait_for("(1)");
+    t.keys(b"q");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = t.child.try_wait().expect("wait") {
+            assert!(status.success(), "openshell term exited with {status}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "q did not quit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let raw = t.out.lock().expect("lock").clone();
+    assert!(
+        String::from_utf8_lossy(&raw).contains("\x1b[?1049l"),
+        "the terminal left the alternate screen"
+    );
+}
