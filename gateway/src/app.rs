@@ -5,7 +5,7 @@ use crate::hub::Hub;
 use crate::store::{NewSandbox, Phase, Runtime, SandboxRow, Store, StoreError};
 use openshell_proto::pb;
 use openshell_proto::policy::{self, Policy, static_changes};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +34,8 @@ pub struct App {
     pub driver: Box<dyn Driver>,
     pub settings: Settings,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Sandboxes `create` has stored but whose supervisor pid it has not recorded yet.
+    starting: Mutex<HashSet<String>>,
     /// Exec channels to connected supervisors.
     pub links: crate::control::Links,
 }
@@ -55,6 +57,7 @@ impl App {
             driver,
             settings,
             sessions: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashSet::new()),
             links: crate::control::Links::default(),
         })
     }
@@ -203,6 +206,9 @@ impl App {
                 workdir.display()
             )));
         }
+        // Until its supervisor's pid is stored, the watcher must not take the new sandbox for
+        // one whose supervisor is gone (it marked it stopped, even deleted it with --no-keep).
+        let _starting = Starting::new(self, &name);
         self.store()
             .create_sandbox(NewSandbox {
                 name: name.clone(),
@@ -334,9 +340,17 @@ impl App {
             source,
         );
         if diff.trim().is_empty() {
+            let mut acknowledged = row.enforced_revision >= row.policy_revision;
+            // `--wait` promises enforcement even when the text is already the latest revision
+            // (stored an instant ago by another client, not yet acknowledged): wait for it.
+            if !acknowledged && let Some(timeout) = wait {
+                acknowledged = self
+                    .wait_ack(name, row.policy_revision as u64, timeout)
+                    .await?;
+            }
             return Ok(pb::SetPolicyResponse {
                 revision: row.policy_revision as u64,
-                acknowledged: row.enforced_revision >= row.policy_revision,
+                acknowledged,
                 unchanged: true,
                 diff,
             });
@@ -435,6 +449,41 @@ impl App {
         }
     }
 
+    fn is_starting(&self, name: &str) -> bool {
+        match self.starting.lock() {
+            Ok(s) => s.contains(name),
+            Err(p) => p.into_inner().contains(name),
+        }
+    }
+
+    /// A supervisor that outlived a gateway restart gets a session from the stored state: the
+    /// newest revision (one stored just before a crash may never have reached it; it is pushed
+    /// when the supervisor re-attaches) and the revision it last acknowledged. A session this
+    /// gateway already fed is left alone.
+    fn reattach(&self, row: &SandboxRow) {
+        let session = self.session(&row.name);
+        if session.policy.borrow().0 != 0 {
+            return;
+        }
+        let Ok(latest) = self.store().get_revision(&row.name, None) else {
+            return;
+        };
+        session.policy.send_if_modified(|p| {
+            let fresh = p.0 == 0;
+            if fresh {
+                *p = (latest.rev as u64, latest.text);
+            }
+            fresh
+        });
+        session.acked.send_if_modified(|a| {
+            let fresh = a.0 == 0 && row.enforced_revision > 0;
+            if fresh {
+                a.0 = row.enforced_revision as u64;
+            }
+            fresh
+        });
+    }
+
     /// Watches supervisors: a sandbox whose supervisor is gone is stopped (exit 0) or failed
     /// (with its last words). Also re-attaches after a gateway restart.
     pub fn watch_supervisors(self: &Arc<Self>) {
@@ -446,16 +495,40 @@ impl App {
                     if !matches!(row.phase, Phase::Ready | Phase::Provisioning) {
                         continue;
                     }
+                    if row.runtime.supervisor_pid.is_none()
+                        && (app.is_starting(&row.name)
+                            // `create` may have stored the pid since the list was read.
+                            || app
+                                .store()
+                                .get_sandbox(&row.name)
+                                .map_or(true, |r| r.runtime.supervisor_pid.is_some()))
+                    {
+                        continue;
+                    }
                     let alive = row
                         .runtime
                         .supervisor_pid
                         .is_some_and(|pid| app.driver.alive(pid, &row.name));
                     if alive {
+                        app.reattach(&row);
                         continue;
                     }
                     let last = app.driver.last_output(&row.name, 5);
-                    let (phase, reason) = if last.trim().is_empty() {
-                        (Phase::Stopped, "the sandbox's command ended".to_string())
+                    let (phase, reason) = if row.runtime.supervisor_pid.is_none() {
+                        (
+                            Phase::Failed,
+                            "its supervisor was never started (the gateway stopped while creating the sandbox); delete and create it again".to_string(),
+                        )
+                    } else if last.trim().is_empty() {
+                        // Silence does not mean the command ended: a supervisor killed (or one
+                        // that died while no gateway ran) says nothing either.
+                        let pid = row.runtime.supervisor_pid.unwrap_or_default();
+                        (
+                            Phase::Stopped,
+                            format!(
+                                "the supervisor (pid {pid}) is gone without a word: the command ended or the supervisor was killed"
+                            ),
+                        )
                     } else if last.contains("openshell-sandbox:") {
                         (
                             Phase::Failed,
@@ -482,6 +555,36 @@ impl App {
                 std::thread::sleep(Duration::from_millis(250));
             }
         });
+    }
+}
+
+/// Marks a sandbox as being started by `create` for as long as it lives.
+struct Starting<'a> {
+    app: &'a App,
+    name: String,
+}
+
+impl<'a> Starting<'a> {
+    fn new(app: &'a App, name: &str) -> Starting<'a> {
+        let mut s = match app.starting.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        s.insert(name.to_string());
+        Starting {
+            app,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        let mut s = match self.app.starting.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        s.remove(&self.name);
     }
 }
 

@@ -7,10 +7,12 @@ use crate::driver::ProcessDriver;
 use crate::store::Store;
 use crate::supervisors::SupervisorApi;
 use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use openshell_proto::pb::gateway_server::GatewayServer;
 use openshell_proto::pb::supervisor_server::SupervisorServer;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Largest request the gateway reads; policies are capped at 1 MiB, events come in batches.
@@ -35,11 +37,58 @@ fn private_dir(p: &std::path::Path) -> Result<()> {
         .with_context(|| format!("cannot create {}", p.display()))
 }
 
+/// Takes an exclusive lock on `path` (created if needed), held as long as the returned file
+/// lives; `None` when another process holds it. The kernel drops it when the process ends,
+/// even on `kill -9`, so it is never stale (and it is close-on-exec: supervisors do not
+/// inherit it).
+fn lock(path: &Path) -> Result<Option<Flock<std::fs::File>>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
 pub async fn run(o: Options) -> Result<()> {
     private_dir(&o.state_dir)?;
     if let Some(parent) = o.socket.parent() {
         private_dir(parent)?;
     }
+    // One gateway per socket and per state dir. Checking the socket alone raced: gateways
+    // started at once (several CLI commands auto-starting after a crash) could each find it
+    // stale, and one would unlink the socket the other had just bound, leaving two gateways
+    // on one database (or fail with "address in use" instead of saying why).
+    let mut socket_lock = o.socket.clone().into_os_string();
+    socket_lock.push(".lock");
+    let Some(_socket_lock) = lock(Path::new(&socket_lock))? else {
+        // The other one may still be starting: answer once it serves, so a CLI that started
+        // this one finds a gateway rather than a failure.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && openshell_proto::transport::unix_channel(&o.socket)
+                .await
+                .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!(
+            "a gateway is already running on {}; stop it with `openshell gateway stop` first",
+            o.socket.display()
+        );
+    };
+    let Some(_state_lock) = lock(&o.state_dir.join("gateway.lock"))? else {
+        bail!(
+            "another gateway already uses the state in {} (its pid is in gateway.pid there); stop it with `openshell gateway stop` first",
+            o.state_dir.display()
+        );
+    };
     if o.socket.exists() {
         if openshell_proto::transport::unix_channel(&o.socket)
             .await

@@ -2,6 +2,7 @@
 //! HTTPS servers that stand in for services we cannot reach, and helpers to run the real
 //! binaries. Nothing here imitates OpenShell's own parts.
 
+pub mod cli;
 pub mod netns;
 pub mod standin;
 

@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 /// Batches of events waiting for the gateway; beyond this, new batches are dropped.
 const PENDING_BATCHES: usize = 256;
 
+/// Events per batch sent, well under the gateway's 8 MiB request limit.
+const BATCH_EVENTS: usize = 512;
+
 pub struct Managed {
     id: String,
     socket: PathBuf,
@@ -100,30 +103,62 @@ impl Control for Managed {
     }
 }
 
-/// Sends event batches to the gateway, reconnecting when it goes away.
+/// Sends event batches to the gateway, reconnecting when it goes away. A batch is kept until
+/// the gateway acknowledges it (one `PushAck` per batch, in order, once stored) and whatever
+/// is unacknowledged when a connection breaks is sent again on the next one: a batch written
+/// into a connection the gateway had just died on used to be lost. (A batch the gateway stored
+/// just before dying, without acknowledging it, can arrive twice.)
 async fn push_events(socket: PathBuf, mut rx: mpsc::Receiver<Vec<Event>>) {
+    let mut unacked: std::collections::VecDeque<Vec<Event>> = std::collections::VecDeque::new();
     loop {
         let Ok(channel) = openshell_proto::transport::unix_channel(&socket).await else {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         };
         let mut client = SupervisorClient::new(channel);
-        // One stream per connection; batches flow until it breaks.
-        let (stream_tx, stream_rx) = mpsc::channel::<EventBatch>(16);
-        let call = tokio::spawn(async move {
-            client
-                .push_events(tokio_stream::wrappers::ReceiverStream::new(stream_rx))
-                .await
-        });
+        // Unbounded only in name: at most PENDING_BATCHES are ever unacknowledged.
+        let (stream_tx, stream_rx) = mpsc::unbounded_channel::<EventBatch>();
+        for batch in &unacked {
+            let _ = stream_tx.send(EventBatch {
+                events: batch.clone(),
+            });
+        }
+        let call = client
+            .push_events(tokio_stream::wrappers::UnboundedReceiverStream::new(
+                stream_rx,
+            ))
+            .await;
+        let Ok(acks) = call else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let mut acks = acks.into_inner();
         loop {
-            let Some(batch) = rx.recv().await else {
-                return;
-            };
-            if stream_tx.send(EventBatch { events: batch }).await.is_err() {
-                break;
+            tokio::select! {
+                // While the gateway is this far behind, new batches wait in `rx` (and beyond
+                // its capacity the sink drops them, as before).
+                batch = rx.recv(), if unacked.len() < PENDING_BATCHES => {
+                    let Some(batch) = batch else {
+                        // The sandbox is ending: close the stream and let the gateway store
+                        // the rest.
+                        drop(stream_tx);
+                        while let Ok(Some(_)) = acks.message().await {}
+                        return;
+                    };
+                    if stream_tx.send(EventBatch { events: batch.clone() }).is_err() {
+                        unacked.push_back(batch);
+                        break;
+                    }
+                    unacked.push_back(batch);
+                }
+                ack = acks.message() => match ack {
+                    Ok(Some(_)) => {
+                        unacked.pop_front();
+                    }
+                    _ => break,
+                },
             }
         }
-        call.abort();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -131,24 +166,24 @@ async fn push_events(socket: PathBuf, mut rx: mpsc::Receiver<Vec<Event>>) {
 /// Acknowledges the starting revision, then applies and acknowledges every new one.
 async fn follow_gateway(m: Managed, reloader: Reloader) {
     let mut gateway_rev = m.registered.revision;
-    let mut first = true;
+    // The revision in force (a refused one never is).
+    let mut enforced = m.registered.revision;
     loop {
         let Ok(channel) = openshell_proto::transport::unix_channel(&m.socket).await else {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         };
         let mut client = SupervisorClient::new(channel);
-        if first {
-            let _ = client
-                .ack_policy(PolicyAck {
-                    sandbox_id: m.id.clone(),
-                    revision: gateway_rev,
-                    ok: true,
-                    error: String::new(),
-                })
-                .await;
-            first = false;
-        }
+        // On every (re)connection, not only the first: an ack sent as the gateway died was
+        // lost, and a restarted gateway would otherwise never learn what this sandbox enforces.
+        let _ = client
+            .ack_policy(PolicyAck {
+                sandbox_id: m.id.clone(),
+                revision: enforced,
+                ok: true,
+                error: String::new(),
+            })
+            .await;
         let stream = client
             .watch_policy(WatchPolicyRequest {
                 sandbox_id: m.id.clone(),
@@ -169,6 +204,9 @@ async fn follow_gateway(m: Managed, reloader: Reloader) {
             let label = format!("gateway revision {}", update.revision);
             let outcome = reloader.apply(&update.policy_yaml, &label);
             gateway_rev = update.revision;
+            if outcome.is_ok() {
+                enforced = update.revision;
+            }
             let _ = client
                 .ack_policy(PolicyAck {
                     sandbox_id: m.id.clone(),
@@ -190,7 +228,11 @@ struct GatewaySink {
 
 impl Sink for GatewaySink {
     fn write(&mut self, batch: &[Event]) {
-        let _ = self.tx.try_send(batch.to_vec());
+        // In chunks: a flood gathers thousands of events in one write, and a batch over the
+        // gateway's request limit would be refused, then resent, forever.
+        for chunk in batch.chunks(BATCH_EVENTS) {
+            let _ = self.tx.try_send(chunk.to_vec());
+        }
     }
 
     fn describe(&self) -> String {
