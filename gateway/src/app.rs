@@ -300,7 +300,14 @@ impl App {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        self.store().delete_sandbox(name).map_err(status)?;
+        match self.store().delete_sandbox(name) {
+            Ok(()) => {}
+            // A `--no-keep` sandbox: the watcher saw the supervisor just stopped above end and
+            // removed it first. It is gone, as asked (failing here made `delete --all` stop
+            // half-way and leave the rest running).
+            Err(StoreError::UnknownSandbox { .. }) if !row.keep => {}
+            Err(e) => return Err(status(e)),
+        }
         self.forget(name);
         self.event(name, "info", "lifecycle", format!("sandbox {name} deleted"));
         Ok(())
