@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tonic::transport::Channel;
@@ -62,6 +62,7 @@ struct Opts {
     batch: usize,
     fanout_secs: u64,
     ingest_secs: u64,
+    denials: bool,
     only: Vec<u32>,
     args: Vec<String>,
 }
@@ -77,6 +78,7 @@ impl Default for Opts {
             batch: 500,
             fanout_secs: 10,
             ingest_secs: 30,
+            denials: false,
             only: vec![1, 2, 3, 4],
             args: Vec::new(),
         }
@@ -95,6 +97,7 @@ usage: cargo bench -p openshell-gateway --bench figures [-- OPTIONS]
   --batch N         events per pushed batch [500]
   --fanout-secs S   figure 4a (load streams alone; 0 skips it) [10]
   --ingest-secs S   figure 4b (load streams and chatty sandboxes) [30]
+  --denials         the load streams push denials (as chatty sandboxes do), not allows
   --only LIST       figures to run, e.g. 1,3 [1,2,3,4]
 ";
 
@@ -122,6 +125,7 @@ fn parse_args() -> Result<Opts> {
             "--batch" => o.batch = num(&a, it.next())?,
             "--fanout-secs" => o.fanout_secs = num(&a, it.next())?,
             "--ingest-secs" => o.ingest_secs = num(&a, it.next())?,
+            "--denials" => o.denials = true,
             "--only" => {
                 let v: String = num(&a, it.next())?;
                 o.only = v
@@ -190,6 +194,9 @@ fn printed_args(o: &Opts) -> Vec<String> {
             .join(",")
     };
     push("--only", only(&o.only), only(&d.only));
+    if o.denials {
+        v.push("--denials".into());
+    }
     v
 }
 
@@ -1041,14 +1048,15 @@ async fn fig_policy(gw: &mut Gateway, o: &Opts, r: &mut Report) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Figure 4: one watcher; a load generator alone, then with chatty sandboxes
 
-/// A chatty sandbox: curl to a denied host as fast as it goes, counting the 403s (each one a
-/// denial the proxy decided and reported) until /sandbox/stop appears; then it writes
-/// "<403s> <other outcomes>" to /sandbox/count and idles, so its supervisor keeps running (a
-/// supervisor that exits may drop its last events).
+/// A chatty sandbox: one curl after another, each making 100 requests to a denied host (URL
+/// globbing: one process per 100 denials, so the sandboxes' own CPU use does not drown the
+/// gateway's), counting the 403s (each one a denial the proxy decided and reported) until
+/// /sandbox/stop appears; then it writes "<403s> <other outcomes>" to /sandbox/count and idles,
+/// so its supervisor keeps running (a supervisor that exits may drop its last events).
 const CHATTY: &str = r#"n=0; o=0
 while [ ! -e /sandbox/stop ]; do
-  c=$(curl -s -m5 -o /dev/null -w '%{http_code}' http://denied.test/)
-  if [ "$c" = 403 ]; then n=$((n+1)); else o=$((o+1)); fi
+  k=$(curl -s -m5 -o /dev/null -w '%{http_code}\n' 'http://denied.test/[1-100]' | grep -c '^403$')
+  n=$((n+k)); o=$((o+100-k))
 done
 echo "$n $o" > /sandbox/count.tmp && mv /sandbox/count.tmp /sandbox/count
 exec sleep infinity"#;
@@ -1145,24 +1153,51 @@ async fn watch(channel: Channel, stats: Arc<Mutex<WatchStats>>, stop: Arc<Atomic
 
 /// One load stream: PushEvents for the real sandbox `load`, batches of `batch` allow events,
 /// as fast as the gateway takes them. Returns (sent, acknowledged).
-async fn generate(channel: Channel, batch: usize, stop: Arc<AtomicBool>) -> Result<(u64, u64)> {
+async fn generate(
+    channel: Channel,
+    batch: usize,
+    denials: bool,
+    stop: Arc<AtomicBool>,
+    acked_so_far: Arc<AtomicU64>,
+) -> Result<(u64, u64)> {
     let mut client = SupervisorClient::new(channel);
     let template: Vec<pb::Event> = (0..batch)
-        .map(|i| pb::Event {
-            sandbox: LOAD.into(),
-            source: "sandbox".into(),
-            level: "info".into(),
-            kind: "network".into(),
-            action: "allow".into(),
-            host: "api.github.com".into(),
-            port: 443,
-            binary: "/usr/bin/curl".into(),
-            pid: 4000 + i as u32,
-            method: "GET".into(),
-            path: format!("/repos/acme/widgets/issues/{i}"),
-            policy: GENERATED.into(),
-            layer: "l7".into(),
-            ..Default::default()
+        .map(|i| {
+            if denials {
+                // What a chatty sandbox's proxy reports: an L4 denial, aggregated by the gateway.
+                pb::Event {
+                    sandbox: LOAD.into(),
+                    source: "sandbox".into(),
+                    level: "warn".into(),
+                    kind: "network".into(),
+                    action: "deny".into(),
+                    host: "denied.test".into(),
+                    port: 80,
+                    binary: "/usr/bin/curl".into(),
+                    pid: 4000 + i as u32,
+                    policy: GENERATED.into(),
+                    reason: "endpoint denied.test:80 is not allowed by any policy".into(),
+                    layer: "l4".into(),
+                    ..Default::default()
+                }
+            } else {
+                pb::Event {
+                    sandbox: LOAD.into(),
+                    source: "sandbox".into(),
+                    level: "info".into(),
+                    kind: "network".into(),
+                    action: "allow".into(),
+                    host: "api.github.com".into(),
+                    port: 443,
+                    binary: "/usr/bin/curl".into(),
+                    pid: 4000 + i as u32,
+                    method: "GET".into(),
+                    path: format!("/repos/acme/widgets/issues/{i}"),
+                    policy: GENERATED.into(),
+                    layer: "l7".into(),
+                    ..Default::default()
+                }
+            }
         })
         .collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::EventBatch>(2);
@@ -1188,6 +1223,7 @@ async fn generate(channel: Channel, batch: usize, stop: Arc<AtomicBool>) -> Resu
         .into_inner();
     let mut acked = 0;
     while let Some(a) = acks.message().await.context("PushEvents acks")? {
+        acked_so_far.fetch_add(a.acked.saturating_sub(acked), Ordering::Relaxed);
         acked = a.acked;
     }
     let sent = sender.await.context("the load sender")?;
@@ -1222,6 +1258,8 @@ struct LoadRun {
     samples: Vec<(u64, u64, u64)>,
     sent: u64,
     acked: u64,
+    /// Acknowledged by the gateway during the timed window (the rest was in flight).
+    acked_in_window: u64,
     rss_start: u64,
     rss_drained: u64,
     drain: Duration,
@@ -1283,12 +1321,15 @@ async fn load_run(
     let chatty = start_chatty(gw, c, chatty).await?;
     let rss_start = rss_kb(pid);
     let stop_gen = Arc::new(AtomicBool::new(false));
+    let acked_so_far = Arc::new(AtomicU64::new(0));
     let mut gens = Vec::new();
     for _ in 0..o.generators {
         gens.push(tokio::spawn(generate(
             gw.connect().await?,
             o.batch,
+            o.denials,
             stop_gen.clone(),
+            acked_so_far.clone(),
         )));
     }
     let started = Instant::now();
@@ -1306,6 +1347,7 @@ async fn load_run(
     }
     let window = started.elapsed();
     let received = lock(&stats).received - received_at_start;
+    let acked_in_window = acked_so_far.load(Ordering::Relaxed);
     stop_gen.store(true, Ordering::Relaxed);
     let mut sent = 0;
     let mut acked = 0;
@@ -1383,6 +1425,7 @@ async fn load_run(
         samples,
         sent,
         acked,
+        acked_in_window,
         rss_start,
         rss_drained,
         drain,
@@ -1476,8 +1519,10 @@ async fn fig_watch(gw: &mut Gateway, o: &Opts, r: &mut Report) -> Result<()> {
     create(&mut c, LOAD, None, &["sleep", "infinity"]).await?;
     wait_ready(gw, &mut c, &[LOAD.to_string()], Duration::from_secs(30)).await?;
     let batches = format!(
-        "{} PushEvents stream(s) of {}-event batches",
-        o.generators, o.batch
+        "{} PushEvents stream(s) of {}-event batches{}",
+        o.generators,
+        o.batch,
+        if o.denials { " of denials" } else { "" }
     );
 
     // 4a. The watcher's figure: the load generator alone, as fast as the gateway ingests.
@@ -1496,7 +1541,11 @@ async fn fig_watch(gw: &mut Gateway, o: &Opts, r: &mut Report) -> Result<()> {
         r.row("… events lost", lost, "none", ok);
         r.info(
             "… gateway ingest (acknowledged by PushEvents)",
-            format!("{:.0} events/s", a.acked as f64 / a.window.as_secs_f64()),
+            format!(
+                "{:.0} events/s acknowledged during the window; {:.1} s more to drain",
+                a.acked_in_window as f64 / a.window.as_secs_f64(),
+                a.drain.as_secs_f64()
+            ),
         );
     }
 
