@@ -1,7 +1,8 @@
 //! `openshell term` against a real gateway and a real sandbox, driven through a
 //! pseudo-terminal: the sandbox is blocked, the denial shows in the denials tab, `a` previews
 //! the rule, `Enter` applies it and the status line reports the enforced revision, and the
-//! request now passes. Offline: api.github.com is a local stand-in in a network namespace.
+//! request now passes; and the policy editor: a typo is marked on its line, fixed, applied and
+//! enforced. Offline: api.github.com is a local stand-in in a network namespace.
 
 use nix::pty::{Winsize, openpty};
 use openshell_e2e::netns::NetNs;
@@ -64,6 +65,8 @@ struct Term {
     master: std::fs::File,
     child: std::process::Child,
     out: Arc<Mutex<Vec<u8>>>,
+    /// The screen as a terminal would show it, fed the same bytes.
+    screen: Arc<Mutex<vt100::Parser>>,
     seen: usize,
 }
 
@@ -99,7 +102,8 @@ impl Term {
         let master = std::fs::File::from(pty.master);
         let mut reader = master.try_clone().expect("dup master");
         let out = Arc::new(Mutex::new(Vec::new()));
-        let sink = out.clone();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(ws.ws_row, ws.ws_col, 0)));
+        let (sink, vt) = (out.clone(), screen.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 65536];
             while let Ok(n) = reader.read(&mut buf) {
@@ -107,12 +111,14 @@ impl Term {
                     break;
                 }
                 sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+                vt.lock().expect("lock").process(&buf[..n]);
             }
         });
         Term {
             master,
             child,
             out,
+            screen,
             seen: 0,
         }
     }
@@ -130,6 +136,27 @@ impl Term {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "the screen never showed {text:?}; last output:\n{plain}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The screen's text now, row by row.
+    fn contents(&self) -> String {
+        self.screen.lock().expect("lock").screen().contents()
+    }
+
+    /// Waits until the screen shows `text` (as a terminal would display it now).
+    fn wait_screen(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let now = self.contents();
+            if now.contains(text) {
+                return now;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the screen never showed {text:?}; it shows:\n{now}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -253,4 +280,102 @@ fn allow_a_denial_with_one_key() {
         String::from_utf8_lossy(&raw).contains("\x1b[?1049l"),
         "the terminal left the alternate screen"
     );
+}
+
+#[test]
+fn edit_the_policy_typo_fix_apply() {
+    openshell_e2e::require_root();
+    let ns = NetNs::create();
+    let gh = StandIn::https(&ns, &["api.github.com"], 443);
+    let env = Env::new(
+        gh.ca_file.as_ref().expect("ca"),
+        &format!("api.github.com={}", ns.addr),
+    );
+    let work = env.dir.path().join("work");
+    std::fs::create_dir(&work).expect("workdir");
+    std::fs::write(work.join("runner.sh"), RUNNER).expect("runner");
+    let created = env.cli(&[
+        "sandbox",
+        "create",
+        "--name",
+        "ed",
+        "--workdir",
+        work.to_str().expect("utf-8"),
+        "--",
+        "sh",
+        "/sandbox/runner.sh",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    let out = step(&work, 1, "curl -sS https://api.github.com/zen");
+    assert!(out.contains("403"), "blocked at CONNECT: {out}");
+    // The buffer is the active revision's text: the new entry goes after its last line.
+    let active = env.cli(&["policy", "get", "ed"]);
+    assert!(active.status.success(), "{active:?}");
+    let lines = String::from_utf8_lossy(&active.stdout).lines().count();
+    assert!(
+        String::from_utf8_lossy(&active.stdout)
+            .lines()
+            .rev()
+            .find(|l| !l.starts_with(' ') && !l.starts_with('#') && !l.is_empty())
+            .is_some_and(|l| l.starts_with("network_policies:")),
+        "the baseline ends with its network policies"
+    );
+
+    let mut t = Term::start(&env);
+    t.wait_screen("healthy");
+    t.wait_screen("ed ");
+    t.keys(b"\r");
+    t.wait_screen("ed › overview");
+    t.keys(b"p");
+    t.wait_screen("revision 1 · view");
+    t.keys(b"e");
+    t.wait_screen("EDITING");
+    t.keys(b"\x1b>"); // alt->: the last line
+    t.keys(b"\x1b[F"); // end of it
+    for line in [
+        "  github:",
+        "    endpoints:",
+        "      - { host: api.github.com, port: 443x }",
+        "    binaries:",
+        "      - { path: /usr/bin/curl }",
+    ] {
+        t.keys(b"\r");
+        t.keys(line.as_bytes());
+    }
+    // The typo is marked on its line (the third one typed), with the field and the reason.
+    let typo_line = lines + 3;
+    t.wait_screen(&format!(
+        "{}         - {{ path: /usr/bin/curl }}",
+        lines + 5
+    ));
+    let screen = t.wait_screen("1 error");
+    let want = format!("line {typo_line}:");
+    assert!(screen.contains(&want), "want {want:?} in:\n{screen}");
+    assert!(screen.contains("endpoints[0].port"), "{screen}");
+    assert!(screen.contains(&format!("{typo_line} ●")), "{screen}");
+    // Apply refuses it and says where.
+    t.keys(b"\x13"); // ctrl-s
+    t.wait_screen(&format!("not applied: line {typo_line}"));
+    // Fix: the cursor is on the error (the value); delete the `x` after `443`.
+    t.keys(b"\x1b[C\x1b[C\x1b[C"); // right ×3
+    t.keys(b"\x1b[3~"); // delete
+    t.wait_screen("valid");
+    t.keys(b"\x13"); // ctrl-s: apply and wait for the supervisor
+    t.wait_screen("applied and enforced by the supervisor");
+    let out = step(&work, 2, "curl -sS https://api.github.com/zen");
+    assert_eq!(out.trim(), ZEN, "the edited policy is enforced");
+    let history = env.cli(&["policy", "history", "ed"]);
+    assert!(
+        String::from_utf8_lossy(&history.stdout).contains("editor"),
+        "{history:?}"
+    );
+    t.keys(b"\x1b"); // leave the editor
+    t.keys(b"q"); // q does nothing in a sandbox view
+    t.keys(b"\x1b"); // home
+    t.keys(b"q");
+    let start = Instant::now();
+    while t.child.try_wait().expect("wait").is_none() {
+        assert!(start.elapsed() < Duration::from_secs(5), "q did not quit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

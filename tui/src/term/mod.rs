@@ -5,8 +5,14 @@
 //! from the [`theme`], and [`net`] runs all gateway I/O in background tasks that report back on
 //! a channel. The event loop here only wires them together.
 
+pub mod editor;
+pub mod form;
+pub mod highlight;
 pub mod keymap;
+pub mod logs;
 pub mod net;
+pub mod policy_view;
+pub mod popup;
 pub mod state;
 pub mod theme;
 pub mod ui;

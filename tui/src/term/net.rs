@@ -63,6 +63,88 @@ impl Net {
                     });
                 });
             }
+            Effect::LoadPolicy { sandbox } => self.call(move |mut c| async move {
+                let result = c
+                    .get_policy(pb::GetPolicyRequest {
+                        sandbox: sandbox.clone(),
+                        revision: 0,
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|e| client::explain(e).to_string());
+                Msg::Policy { sandbox, result }
+            }),
+            Effect::ApplyPolicy { sandbox, yaml } => self.call(move |mut c| async move {
+                let result = c
+                    .set_policy(pb::SetPolicyRequest {
+                        sandbox: sandbox.clone(),
+                        policy_yaml: yaml,
+                        source_name: "editor".into(),
+                        author: author(),
+                        wait: true,
+                        wait_timeout_ms: ACK_TIMEOUT_MS,
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|e| client::explain(e).to_string());
+                Msg::Applied { sandbox, result }
+            }),
+            Effect::LoadHistory { sandbox } => self.call(move |mut c| async move {
+                let result = c
+                    .policy_history(pb::PolicyHistoryRequest {
+                        sandbox: sandbox.clone(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().revisions)
+                    .map_err(|e| client::explain(e).to_string());
+                Msg::History { sandbox, result }
+            }),
+            Effect::Rollback { sandbox, revision } => self.call(move |mut c| async move {
+                let result = c
+                    .rollback_policy(pb::RollbackPolicyRequest {
+                        sandbox: sandbox.clone(),
+                        revision,
+                        wait: true,
+                        wait_timeout_ms: ACK_TIMEOUT_MS,
+                        author: author(),
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|e| client::explain(e).to_string());
+                Msg::RolledBack {
+                    sandbox,
+                    revision,
+                    result,
+                }
+            }),
+            Effect::Create(req) => self.call(move |mut c| async move {
+                let name = req.name.clone();
+                let result = c
+                    .create_sandbox(req)
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|e| client::explain(e).to_string());
+                Msg::Created { name, result }
+            }),
+            Effect::Delete { sandbox } => self.call(move |mut c| async move {
+                let result = c
+                    .delete_sandbox(pb::DeleteSandboxRequest {
+                        name: sandbox.clone(),
+                        all: false,
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| client::explain(e).to_string());
+                Msg::Deleted { sandbox, result }
+            }),
+            Effect::LoadProviders => self.call(|mut c| async move {
+                Msg::Providers(
+                    c.list_providers(pb::Empty {})
+                        .await
+                        .map(|r| r.into_inner().providers)
+                        .map_err(|e| client::explain(e).to_string()),
+                )
+            }),
             Effect::Reject { sandbox, id } => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -85,6 +167,32 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Runs one gateway call in the background and reports its message; a gateway that does not
+    /// answer becomes an error in the status line.
+    fn call<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(Client) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Msg> + Send,
+    {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let msg = match connected().await {
+                Ok(c) => f(c).await,
+                Err(e) => Msg::Error(e),
+            };
+            let _ = tx.send(msg);
+        });
+    }
+}
+
+/// How long an apply or rollback waits for the supervisor's acknowledgement.
+const ACK_TIMEOUT_MS: u32 = 10_000;
+
+fn author() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "openshell term".into())
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         self.poller.abort();
@@ -100,7 +208,7 @@ fn decision(sandbox: &str, id: &str, wait: bool) -> pb::DenialDecisionRequest {
         id: id.to_string(),
         wait,
         wait_timeout_ms: 0,
-        author: std::env::var("USER").unwrap_or_else(|_| "openshell term".into()),
+        author: author(),
     }
 }
 

@@ -2,12 +2,12 @@
 //! the gateway), and `update`, which applies them and returns the [`Effect`]s to run.
 //! Nothing here does I/O.
 
+use super::editor::{Mode, PolicyEditor};
+use super::form::{CreateForm, FormOutcome};
 use super::keymap::{Action, Key, Keymap};
-use openshell_proto::pb;
-use std::collections::VecDeque;
-
-/// Log lines kept per open sandbox; older ones are dropped.
-pub const LOG_HISTORY: usize = 100_000;
+pub use super::logs::{LOG_HISTORY, LineKind, LogLine, LogView};
+use openshell_proto::{pb, policy};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Health {
@@ -40,6 +40,33 @@ pub enum Msg {
         id: String,
         result: Result<(), String>,
     },
+    /// The active policy revision of a sandbox.
+    Policy {
+        sandbox: String,
+        result: Result<pb::PolicyRevision, String>,
+    },
+    Applied {
+        sandbox: String,
+        result: Result<pb::SetPolicyResponse, String>,
+    },
+    History {
+        sandbox: String,
+        result: Result<Vec<pb::PolicyRevision>, String>,
+    },
+    RolledBack {
+        sandbox: String,
+        revision: u64,
+        result: Result<pb::SetPolicyResponse, String>,
+    },
+    Created {
+        name: String,
+        result: Result<pb::Sandbox, String>,
+    },
+    Deleted {
+        sandbox: String,
+        result: Result<(), String>,
+    },
+    Providers(Result<Vec<pb::Provider>, String>),
     Error(String),
 }
 
@@ -56,56 +83,64 @@ pub enum Effect {
         sandbox: String,
         id: String,
     },
+    LoadPolicy {
+        sandbox: String,
+    },
+    /// Store a new revision and wait for the supervisor to enforce it.
+    ApplyPolicy {
+        sandbox: String,
+        yaml: String,
+    },
+    LoadHistory {
+        sandbox: String,
+    },
+    Rollback {
+        sandbox: String,
+        revision: u64,
+    },
+    Create(pb::CreateSandboxRequest),
+    Delete {
+        sandbox: String,
+    },
+    LoadProviders,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Overview,
+    Policy,
     Logs,
     Denials,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 3] = [Tab::Overview, Tab::Logs, Tab::Denials];
+    pub const ALL: [Tab; 4] = [Tab::Overview, Tab::Policy, Tab::Logs, Tab::Denials];
     pub fn title(self) -> &'static str {
         match self {
             Tab::Overview => "overview",
+            Tab::Policy => "policy",
             Tab::Logs => "logs",
             Tab::Denials => "denials",
         }
     }
 }
 
-/// How a log line is styled.
+/// The top-level list shown when no sandbox is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineKind {
-    Deny,
-    Allow,
-    Warn,
-    Error,
-    Info,
+pub enum Page {
+    Sandboxes,
+    Providers,
+    Themes,
 }
 
-#[derive(Debug, Clone)]
-pub struct LogLine {
-    pub kind: LineKind,
-    pub text: String,
-}
-
-impl LogLine {
-    pub fn from_event(e: &pb::Event) -> LogLine {
-        let kind = match (e.action.as_str(), e.level.as_str()) {
-            ("deny", _) => LineKind::Deny,
-            ("allow", _) => LineKind::Allow,
-            (_, "error") => LineKind::Error,
-            (_, "warn") => LineKind::Warn,
-            _ => LineKind::Info,
-        };
-        LogLine {
-            kind,
-            text: openshell_proto::event::to_line(e),
-        }
-    }
+/// The revision list of the policy tab.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub revisions: Vec<pb::PolicyRevision>,
+    pub selected: usize,
+    pub loading: bool,
+    /// The selected revision's diff against the active one, when asked for.
+    pub diff: Option<(u64, String)>,
 }
 
 /// The open sandbox.
@@ -113,15 +148,16 @@ impl LogLine {
 pub struct SandboxView {
     pub name: String,
     pub tab: Tab,
-    pub logs: VecDeque<LogLine>,
-    /// Lines from the bottom; 0 follows new lines.
-    pub log_scroll: usize,
-    pub log_filter: String,
-    pub last_seq: u64,
+    pub logs: LogView,
     pub denials: Vec<pb::Denial>,
     pub denial_selected: usize,
     /// The denial whose proposed rule is shown, waiting for confirm or back.
     pub preview: Option<String>,
+    /// The preview as a diff against the active policy (empty until the policy is known).
+    pub preview_diff: String,
+    pub history: Option<History>,
+    /// A policy load is in flight.
+    pub policy_loading: bool,
 }
 
 impl SandboxView {
@@ -129,32 +165,18 @@ impl SandboxView {
         SandboxView {
             name: name.to_string(),
             tab: Tab::Overview,
-            logs: VecDeque::new(),
-            log_scroll: 0,
-            log_filter: String::new(),
-            last_seq: 0,
+            logs: LogView::default(),
             denials: Vec::new(),
             denial_selected: 0,
             preview: None,
+            preview_diff: String::new(),
+            history: None,
+            policy_loading: false,
         }
     }
 
     pub fn push_events(&mut self, events: &[pb::Event]) {
-        for e in events {
-            // A reconnected stream replays what we already have.
-            if e.seq != 0 && e.seq <= self.last_seq {
-                continue;
-            }
-            self.last_seq = self.last_seq.max(e.seq);
-            if self.logs.len() == LOG_HISTORY {
-                self.logs.pop_front();
-            }
-            self.logs.push_back(LogLine::from_event(e));
-            if self.log_scroll > 0 {
-                // Keep the same lines on screen while scrolled back.
-                self.log_scroll += 1;
-            }
-        }
+        self.logs.push_events(events);
     }
 
     pub fn selected_denial(&self) -> Option<&pb::Denial> {
@@ -180,6 +202,22 @@ pub struct Status {
     pub error: bool,
 }
 
+/// What a confirmed prompt does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pending {
+    Quit,
+    Revert(String),
+    Rollback { sandbox: String, revision: u64 },
+    Delete(String),
+}
+
+/// A yes/no question in a popup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub question: String,
+    pub yes: Pending,
+}
+
 /// Everything the screen shows.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -189,10 +227,21 @@ pub struct State {
     pub gateway_version: String,
     /// Now, as Unix seconds: ages are computed from it, so a render is a pure function.
     pub now: i64,
+    pub page: Page,
     pub sandboxes: Vec<pb::Sandbox>,
     pub selected: usize,
     pub filter: String,
     pub open: Option<SandboxView>,
+    /// Policy buffers by sandbox; they outlive the sandbox view, so edits survive leaving it.
+    pub editors: BTreeMap<String, PolicyEditor>,
+    pub providers: Vec<pb::Provider>,
+    pub provider_selected: usize,
+    /// Theme names offered by `:themes`, and the one in use.
+    pub themes: Vec<String>,
+    pub theme: String,
+    pub theme_selected: usize,
+    pub form: Option<CreateForm>,
+    pub prompt: Option<Prompt>,
     pub input: Option<Input>,
     pub help: bool,
     pub status: Option<Status>,
@@ -200,7 +249,15 @@ pub struct State {
 }
 
 /// The commands of `:` mode.
-pub const COMMANDS: &[&str] = &["sandboxes", "quit"];
+pub const COMMANDS: &[&str] = &[
+    "sandboxes",
+    "policy",
+    "logs",
+    "denials",
+    "providers",
+    "themes",
+    "quit",
+];
 
 impl State {
     pub fn new(socket: &str, version: &str) -> State {
@@ -210,10 +267,22 @@ impl State {
             health: Health::Connecting,
             gateway_version: String::new(),
             now: 0,
+            page: Page::Sandboxes,
             sandboxes: Vec::new(),
             selected: 0,
             filter: String::new(),
             open: None,
+            editors: BTreeMap::new(),
+            providers: Vec::new(),
+            provider_selected: 0,
+            themes: super::theme::BUILTIN
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            theme: "default".into(),
+            theme_selected: 0,
+            form: None,
+            prompt: None,
             input: None,
             help: false,
             status: None,
@@ -249,51 +318,218 @@ impl State {
             .collect()
     }
 
+    /// The open sandbox's policy editor.
+    pub fn editor(&self) -> Option<&PolicyEditor> {
+        self.open.as_ref().and_then(|v| self.editors.get(&v.name))
+    }
+
+    fn editing(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|v| v.tab == Tab::Policy && v.history.is_none())
+            && self.editor().is_some_and(|e| e.mode == Mode::Edit)
+    }
+
+    /// Sandboxes whose policy buffer holds unsaved edits.
+    pub fn unsaved(&self) -> Vec<&str> {
+        self.editors
+            .values()
+            .filter(|e| e.dirty())
+            .map(|e| e.sandbox.as_str())
+            .collect()
+    }
+
     /// The actions that do something in the current view, in the order the footer lists them.
     pub fn available(&self) -> Vec<Action> {
         use Action::*;
         if self.help {
             return vec![Back, Help, Quit];
         }
-        match &self.open {
-            None => vec![Open, Filter, Command, Help, Up, Down, Quit],
-            Some(v) if v.preview.is_some() => vec![Confirm, Back, Up, Down, Help],
-            Some(v) => {
-                let mut a = match v.tab {
-                    Tab::Overview => vec![],
-                    Tab::Logs => vec![Filter, Top, Bottom, Up, Down, PageUp, PageDown],
-                    Tab::Denials => vec![Allow, Reject, Up, Down],
-                };
-                a.extend([NextTab, PrevTab, Logs, Denials, Back, Command, Help]);
-                a
-            }
+        if self.prompt.is_some() {
+            return vec![Confirm, Back];
         }
+        if self.form.is_some() {
+            return vec![Confirm, Back];
+        }
+        let Some(v) = &self.open else {
+            return match self.page {
+                Page::Sandboxes => {
+                    vec![Open, Create, Delete, Filter, Command, Help, Up, Down, Quit]
+                }
+                Page::Providers => vec![Back, Command, Help, Up, Down, Quit],
+                Page::Themes => vec![Open, Back, Command, Help, Up, Down, Quit],
+            };
+        };
+        if v.preview.is_some() {
+            return vec![Confirm, Edit, Back, Up, Down, Help];
+        }
+        let mut a = match v.tab {
+            Tab::Overview => vec![],
+            Tab::Policy => match (&v.history, self.editor().map(|e| e.mode)) {
+                (Some(_), _) => vec![Open, Rollback, History, Up, Down],
+                (None, None) => vec![],
+                (None, Some(Mode::Edit)) => vec![Apply],
+                (None, Some(Mode::Diff)) => {
+                    vec![
+                        Diff, Edit, Apply, Revert, History, Up, Down, PageUp, PageDown,
+                    ]
+                }
+                (None, Some(Mode::View)) => vec![
+                    Edit, Diff, Apply, Revert, History, Up, Down, PageUp, PageDown, Top, Bottom,
+                ],
+            },
+            Tab::Logs => vec![
+                Allow, Filter, Pause, DenyOnly, Source, Level, Wrap, Timestamps, Top, Bottom, Up,
+                Down, PageUp, PageDown,
+            ],
+            Tab::Denials => vec![Allow, Reject, Up, Down],
+        };
+        if self.editing() {
+            // In the editor every other key is text.
+            return vec![Apply, Back];
+        }
+        a.extend([NextTab, PrevTab, Policy, Logs, Denials, Back, Command, Help]);
+        a
     }
 
-    /// A key press: typed text in filter/command mode, otherwise the first action bound to the
-    /// key that applies here.
+    /// A key press: typed text in the editor, a form or filter/command mode, otherwise the
+    /// first action bound to the key that applies here.
     pub fn key(&mut self, key: Key, keymap: &Keymap) -> Vec<Effect> {
-        if keymap.actions(key).contains(&Action::ForceQuit) {
-            self.quit = true;
+        let actions = keymap.actions(key);
+        if actions.contains(&Action::ForceQuit) {
+            self.quit_or_ask(true);
             return vec![];
         }
+        if self.prompt.is_some() {
+            return self.prompt_key(key, &actions);
+        }
+        if let Some(form) = self.form.as_mut() {
+            use crossterm::event::KeyCode;
+            // Field navigation follows the keymap's tab keys; the rest is typing.
+            let code = if actions.contains(&Action::NextTab)
+                && !matches!(key.code, KeyCode::Char(_))
+            {
+                KeyCode::Tab
+            } else if actions.contains(&Action::PrevTab) && !matches!(key.code, KeyCode::Char(_)) {
+                KeyCode::BackTab
+            } else if actions.contains(&Action::Back) {
+                KeyCode::Esc
+            } else if actions.contains(&Action::Confirm) {
+                KeyCode::Enter
+            } else {
+                key.code
+            };
+            return match form.key(code, key.mods) {
+                FormOutcome::Editing => vec![],
+                FormOutcome::Cancel => {
+                    self.form = None;
+                    vec![]
+                }
+                FormOutcome::Submit(req) => {
+                    self.form = None;
+                    let label = if req.name.is_empty() {
+                        "a sandbox".to_string()
+                    } else {
+                        req.name.clone()
+                    };
+                    self.info(format!("creating {label}…"));
+                    vec![Effect::Create(*req)]
+                }
+            };
+        }
         if self.input.is_some() {
-            return self.input_key(key, keymap);
+            return self.input_key(key, &actions);
+        }
+        if self.editing() && !self.help {
+            if actions.contains(&Action::Back) {
+                if let Some(e) = self.open_editor_mut() {
+                    e.mode = Mode::View;
+                }
+                return vec![];
+            }
+            if actions.contains(&Action::Apply) {
+                return self.apply();
+            }
+            if let Some(e) = self.open_editor_mut() {
+                e.type_key(key.code, key.mods);
+            }
+            return vec![];
         }
         let available = self.available();
-        let Some(action) = keymap
-            .actions(key)
-            .into_iter()
-            .find(|a| available.contains(a))
-        else {
+        let Some(action) = actions.into_iter().find(|a| available.contains(a)) else {
             return vec![];
         };
         self.action(action)
     }
 
-    fn input_key(&mut self, key: Key, keymap: &Keymap) -> Vec<Effect> {
+    fn open_editor_mut(&mut self) -> Option<&mut PolicyEditor> {
+        let name = self.open.as_ref()?.name.clone();
+        self.editors.get_mut(&name)
+    }
+
+    fn quit_or_ask(&mut self, force: bool) {
+        let unsaved = self.unsaved();
+        if unsaved.is_empty()
+            || (force
+                && matches!(
+                    self.prompt,
+                    Some(Prompt {
+                        yes: Pending::Quit,
+                        ..
+                    })
+                ))
+        {
+            self.quit = true;
+            return;
+        }
+        self.prompt = Some(Prompt {
+            question: format!(
+                "Unsaved policy edits for {}. Quit and lose them?",
+                unsaved.join(", ")
+            ),
+            yes: Pending::Quit,
+        });
+    }
+
+    fn prompt_key(&mut self, key: Key, actions: &[Action]) -> Vec<Effect> {
+        use crossterm::event::KeyCode;
+        let yes = actions.contains(&Action::Confirm) || key.code == KeyCode::Char('y');
+        let no = actions.contains(&Action::Back) || key.code == KeyCode::Char('n');
+        if no {
+            self.prompt = None;
+            return vec![];
+        }
+        if !yes {
+            return vec![];
+        }
+        let Some(p) = self.prompt.take() else {
+            return vec![];
+        };
+        match p.yes {
+            Pending::Quit => {
+                self.quit = true;
+                vec![]
+            }
+            Pending::Revert(sandbox) => {
+                if let Some(e) = self.editors.get_mut(&sandbox) {
+                    e.revert();
+                }
+                self.info(format!("{sandbox}: edits discarded"));
+                vec![]
+            }
+            Pending::Rollback { sandbox, revision } => {
+                self.info(format!("{sandbox}: rolling back to revision {revision}…"));
+                vec![Effect::Rollback { sandbox, revision }]
+            }
+            Pending::Delete(sandbox) => {
+                self.info(format!("deleting {sandbox}…"));
+                vec![Effect::Delete { sandbox }]
+            }
+        }
+    }
+
+    fn input_key(&mut self, key: Key, actions: &[Action]) -> Vec<Effect> {
         use crossterm::event::{KeyCode, KeyModifiers};
-        let actions = keymap.actions(key);
         let Some(input) = self.input.as_mut() else {
             return vec![];
         };
@@ -305,7 +541,9 @@ impl State {
             return vec![];
         }
         if actions.contains(&Action::Confirm) || actions.contains(&Action::Open) {
-            let input = self.input.take().expect("input mode");
+            let Some(input) = self.input.take() else {
+                return vec![];
+            };
             return match input.kind {
                 InputKind::Filter => vec![],
                 InputKind::Command => self.command(input.text.trim()),
@@ -317,12 +555,19 @@ impl State {
                 input.text.pop();
             }
             KeyCode::Tab if input.kind == InputKind::Command => {
-                let matches: Vec<_> = COMMANDS
+                let matches: Vec<&str> = COMMANDS
                     .iter()
+                    .copied()
                     .filter(|c| c.starts_with(input.text.as_str()))
                     .collect();
-                if let [only] = matches.as_slice() {
-                    input.text = only.to_string();
+                match matches.as_slice() {
+                    [] => {}
+                    [only] => input.text = only.to_string(),
+                    many => {
+                        input.text = common_prefix(many);
+                        let list = many.join(" ");
+                        self.info(format!("matches: {list}"));
+                    }
                 }
             }
             KeyCode::Char(c) if !key.mods.intersects(KeyModifiers::CONTROL) => {
@@ -330,7 +575,9 @@ impl State {
             }
             _ => return vec![],
         }
-        if input.kind == InputKind::Filter {
+        if let Some(input) = &self.input
+            && input.kind == InputKind::Filter
+        {
             let text = input.text.clone();
             *self.filter_mut() = text;
         }
@@ -340,8 +587,8 @@ impl State {
     fn filter_mut(&mut self) -> &mut String {
         match &mut self.open {
             Some(v) => {
-                v.log_scroll = 0;
-                &mut v.log_filter
+                v.logs.scroll = 0;
+                &mut v.logs.filter
             }
             None => {
                 self.selected = 0;
@@ -351,21 +598,60 @@ impl State {
     }
 
     fn command(&mut self, cmd: &str) -> Vec<Effect> {
-        match cmd {
+        let tab = match cmd {
             "q" | "q!" | "quit" => {
-                self.quit = true;
-                vec![]
+                if cmd == "q!" {
+                    self.quit = true;
+                } else {
+                    self.quit_or_ask(false);
+                }
+                return vec![];
             }
-            "sandboxes" | "sb" | "home" => self.go_home(),
-            "" => vec![],
+            "sandboxes" | "sb" | "home" => {
+                self.page = Page::Sandboxes;
+                return self.go_home();
+            }
+            "providers" | "pr" => {
+                let mut fx = self.go_home();
+                self.page = Page::Providers;
+                self.provider_selected = 0;
+                fx.push(Effect::LoadProviders);
+                return fx;
+            }
+            "themes" | "th" => {
+                let fx = self.go_home();
+                self.page = Page::Themes;
+                self.theme_selected = self
+                    .themes
+                    .iter()
+                    .position(|t| *t == self.theme)
+                    .unwrap_or(0);
+                return fx;
+            }
+            "policy" | "po" => Tab::Policy,
+            "logs" | "lo" => Tab::Logs,
+            "denials" | "de" => Tab::Denials,
+            "" => return vec![],
             other => {
                 self.error(format!(
                     "unknown command :{other} (known: {})",
                     COMMANDS.join(", ")
                 ));
-                vec![]
+                return vec![];
+            }
+        };
+        // A sandbox tab: of the open sandbox, else of the one selected at home.
+        let mut fx = vec![];
+        if self.open.is_none() {
+            self.page = Page::Sandboxes;
+            fx = self.open_selected();
+            if self.open.is_none() {
+                self.error(format!(":{cmd} needs a sandbox: select one first"));
+                return fx;
             }
         }
+        fx.extend(self.switch_tab(tab));
+        fx
     }
 
     fn go_home(&mut self) -> Vec<Effect> {
@@ -376,19 +662,44 @@ impl State {
         }
     }
 
+    fn open_selected(&mut self) -> Vec<Effect> {
+        let Some(name) = self
+            .visible_sandboxes()
+            .get(self.selected)
+            .map(|s| s.name.clone())
+        else {
+            return vec![];
+        };
+        let mut v = SandboxView::new(&name);
+        v.policy_loading = true;
+        self.open = Some(v);
+        vec![
+            Effect::Watch(Some(name.clone())),
+            Effect::LoadPolicy { sandbox: name },
+        ]
+    }
+
+    fn switch_tab(&mut self, tab: Tab) -> Vec<Effect> {
+        if let Some(v) = self.open.as_mut() {
+            v.tab = tab;
+        }
+        vec![]
+    }
+
     /// Applies one named action.
     pub fn action(&mut self, action: Action) -> Vec<Effect> {
         use Action::*;
         match action {
             Help => self.help = !self.help,
             // `q` quits from home only; `:quit` quits from anywhere.
-            Quit => self.quit = self.open.is_none(),
-            ForceQuit => self.quit = true,
+            Quit if self.open.is_none() => self.quit_or_ask(false),
+            Quit => {}
+            ForceQuit => self.quit_or_ask(true),
             Filter => {
                 let text = self
                     .open
                     .as_ref()
-                    .map_or(self.filter.clone(), |v| v.log_filter.clone());
+                    .map_or(self.filter.clone(), |v| v.logs.filter.clone());
                 self.input = Some(Input {
                     kind: InputKind::Filter,
                     text,
@@ -407,70 +718,82 @@ impl State {
         vec![]
     }
 
+    fn page_action(&mut self, action: Action) -> Vec<Effect> {
+        use Action::*;
+        match (self.page, action) {
+            (Page::Sandboxes, Up) => self.selected = self.selected.saturating_sub(1),
+            (Page::Sandboxes, Down) => {
+                let n = self.visible_sandboxes().len();
+                self.selected = (self.selected + 1).min(n.saturating_sub(1))
+            }
+            (Page::Sandboxes, Back) if !self.filter.is_empty() => self.filter.clear(),
+            (Page::Sandboxes, Open) => return self.open_selected(),
+            (Page::Sandboxes, Create) => self.form = Some(CreateForm::new()),
+            (Page::Sandboxes, Delete) => {
+                if let Some(s) = self.visible_sandboxes().get(self.selected) {
+                    let name = s.name.clone();
+                    self.prompt = Some(Prompt {
+                        question: format!(
+                            "Delete sandbox {name}? Its processes are stopped and its state removed."
+                        ),
+                        yes: Pending::Delete(name),
+                    });
+                } else {
+                    self.error("no sandbox selected");
+                }
+            }
+            (Page::Providers, Up) => {
+                self.provider_selected = self.provider_selected.saturating_sub(1)
+            }
+            (Page::Providers, Down) => {
+                self.provider_selected =
+                    (self.provider_selected + 1).min(self.providers.len().saturating_sub(1))
+            }
+            (Page::Themes, Up) => self.theme_selected = self.theme_selected.saturating_sub(1),
+            (Page::Themes, Down) => {
+                self.theme_selected =
+                    (self.theme_selected + 1).min(self.themes.len().saturating_sub(1))
+            }
+            (Page::Themes, Open) => {
+                if let Some(t) = self.themes.get(self.theme_selected) {
+                    self.theme = t.clone();
+                    self.info(format!("theme {t}"));
+                }
+            }
+            (Page::Providers | Page::Themes, Back) => self.page = Page::Sandboxes,
+            _ => {}
+        }
+        vec![]
+    }
+
     fn view_action(&mut self, action: Action) -> Vec<Effect> {
         use Action::*;
         let Some(v) = self.open.as_mut() else {
-            let n = self.visible_sandboxes().len();
-            match action {
-                Up => self.selected = self.selected.saturating_sub(1),
-                Down => self.selected = (self.selected + 1).min(n.saturating_sub(1)),
-                Back if !self.filter.is_empty() => self.filter.clear(),
-                Open => {
-                    if let Some(s) = self.visible_sandboxes().get(self.selected) {
-                        let name = s.name.clone();
-                        self.open = Some(SandboxView::new(&name));
-                        return vec![Effect::Watch(Some(name))];
-                    }
-                }
-                _ => {}
-            }
-            return vec![];
+            return self.page_action(action);
         };
         if v.preview.is_some() {
-            match action {
-                Back => v.preview = None,
-                Confirm => {
-                    let id = v.preview.take().expect("preview");
-                    let sandbox = v.name.clone();
-                    self.info(format!("applying the rule for denial {id}…"));
-                    return vec![Effect::Approve { sandbox, id }];
-                }
-                Up | Down => {
-                    v.preview = None;
-                    return self.view_action(action);
-                }
-                _ => {}
-            }
-            return vec![];
+            return self.preview_action(action);
         }
         let tab_index = Tab::ALL.iter().position(|t| *t == v.tab).unwrap_or(0);
         match (action, v.tab) {
             (NextTab, _) => v.tab = Tab::ALL[(tab_index + 1) % Tab::ALL.len()],
             (PrevTab, _) => v.tab = Tab::ALL[(tab_index + Tab::ALL.len() - 1) % Tab::ALL.len()],
+            (Policy, _) => v.tab = Tab::Policy,
             (Logs, _) => v.tab = Tab::Logs,
             (Denials, _) => v.tab = Tab::Denials,
-            (Back, Tab::Logs) if !v.log_filter.is_empty() => v.log_filter.clear(),
-            (Back, _) => return self.go_home(),
-            (Up, Tab::Logs) => v.log_scroll = (v.log_scroll + 1).min(v.logs.len()),
-            (Down, Tab::Logs) => v.log_scroll = v.log_scroll.saturating_sub(1),
-            (PageUp, Tab::Logs) => v.log_scroll = (v.log_scroll + 20).min(v.logs.len()),
-            (PageDown, Tab::Logs) => v.log_scroll = v.log_scroll.saturating_sub(20),
-            (Top, Tab::Logs) => v.log_scroll = v.logs.len(),
-            (Bottom, Tab::Logs) => v.log_scroll = 0,
+            (_, Tab::Policy) => return self.policy_action(action),
+            (_, Tab::Logs) => return self.logs_action(action),
             (Up, Tab::Denials) => v.denial_selected = v.denial_selected.saturating_sub(1),
             (Down, Tab::Denials) => {
                 v.denial_selected = (v.denial_selected + 1).min(v.denials.len().saturating_sub(1))
             }
-            (Allow, Tab::Denials) => match v.selected_denial() {
-                Some(d) if d.status == "pending" || d.status.is_empty() => {
-                    v.preview = Some(d.id.clone())
+            (Allow, Tab::Denials) => {
+                if let Some(id) = v.selected_denial().map(|d| d.id.clone()) {
+                    self.preview(&id);
+                } else {
+                    self.error("no denial selected");
                 }
-                Some(d) => {
-                    let msg = format!("denial {} is already {}", d.id, d.status);
-                    self.error(msg);
-                }
-                None => self.error("no denial selected"),
-            },
+            }
             (Reject, Tab::Denials) => {
                 if let Some(d) = v.selected_denial() {
                     let (sandbox, id) = (v.name.clone(), d.id.clone());
@@ -478,15 +801,349 @@ impl State {
                     return vec![Effect::Reject { sandbox, id }];
                 }
             }
+            (Back, _) => return self.go_home(),
             _ => {}
         }
         vec![]
+    }
+
+    fn logs_action(&mut self, action: Action) -> Vec<Effect> {
+        use Action::*;
+        let Some(v) = self.open.as_mut() else {
+            return vec![];
+        };
+        let l = &mut v.logs;
+        match action {
+            Back if !l.filter.is_empty() => l.filter.clear(),
+            Back => return self.go_home(),
+            Up => l.scroll_by(1),
+            Down => l.scroll_by(-1),
+            PageUp => l.scroll_by(20),
+            PageDown => l.scroll_by(-20),
+            Top => l.scroll = l.max_scroll(),
+            Bottom => l.scroll = 0,
+            Pause => l.toggle_pause(),
+            Wrap => l.wrap = !l.wrap,
+            Timestamps => l.timestamps = !l.timestamps,
+            DenyOnly => {
+                l.deny_only = !l.deny_only;
+                l.scroll = 0;
+            }
+            Source => {
+                l.source = l.source.next();
+                l.scroll = 0;
+            }
+            Level => {
+                l.min_level = (l.min_level + 1) % super::logs::LEVELS.len() as u8;
+                l.scroll = 0;
+            }
+            Allow => {
+                let Some(key) = l.deny_in_view().cloned() else {
+                    self.error("no denied request in view");
+                    return vec![];
+                };
+                let found = v.denials.iter().position(|d| key.matches(d));
+                match found {
+                    Some(i) => {
+                        v.denial_selected = i;
+                        v.tab = Tab::Denials;
+                        let id = v.denials[i].id.clone();
+                        self.preview(&id);
+                    }
+                    None => self.error(format!(
+                        "the denial of {}:{} is not aggregated yet; try again in a moment",
+                        key.host, key.port
+                    )),
+                }
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    /// Shows the rule that would allow denial `id` as a diff against the active policy.
+    fn preview(&mut self, id: &str) {
+        let Some(v) = self.open.as_mut() else { return };
+        let Some(d) = v.denials.iter().find(|d| d.id == id) else {
+            return;
+        };
+        if !(d.status == "pending" || d.status.is_empty()) {
+            let msg = format!("denial {} is already {}", d.id, d.status);
+            self.error(msg);
+            return;
+        }
+        if d.proposal_yaml.trim().is_empty() {
+            let msg = format!(
+                "denial {} has no rule that could allow it ({})",
+                d.id,
+                if d.reason.is_empty() {
+                    "a direct connection or an unidentified program"
+                } else {
+                    d.reason.as_str()
+                }
+            );
+            self.error(msg);
+            return;
+        }
+        let proposal = d.proposal_yaml.clone();
+        v.preview = Some(id.to_string());
+        v.preview_diff = match self.editors.get(&v.name) {
+            Some(e) => match merged(&e.base_text, &proposal) {
+                Ok(text) => policy::diff::unified(
+                    &e.base_text,
+                    &text,
+                    &format!("revision {}", e.base_revision),
+                    "with the rule",
+                ),
+                Err(_) => String::new(),
+            },
+            None => String::new(),
+        };
+    }
+
+    fn preview_action(&mut self, action: Action) -> Vec<Effect> {
+        use Action::*;
+        let Some(v) = self.open.as_mut() else {
+            return vec![];
+        };
+        match action {
+            Back => v.preview = None,
+            Confirm => {
+                let Some(id) = v.preview.take() else {
+                    return vec![];
+                };
+                let sandbox = v.name.clone();
+                self.info(format!("applying the rule for denial {id}…"));
+                return vec![Effect::Approve { sandbox, id }];
+            }
+            Edit => {
+                let Some(id) = v.preview.take() else {
+                    return vec![];
+                };
+                let name = v.name.clone();
+                let proposal = v
+                    .denials
+                    .iter()
+                    .find(|d| d.id == id)
+                    .map(|d| d.proposal_yaml.clone())
+                    .unwrap_or_default();
+                let Some(e) = self.editors.get_mut(&name) else {
+                    self.error("the active policy is still loading; try again in a moment");
+                    return vec![];
+                };
+                match merged(&e.text(), &proposal) {
+                    Ok(text) => {
+                        e.set_buffer(&text);
+                        e.mode = Mode::Edit;
+                        e.jump_to_problem();
+                        v.tab = Tab::Policy;
+                        self.info(format!(
+                            "denial {id}'s rule is in the editor: change it, then apply"
+                        ));
+                    }
+                    Err(err) => self.error(format!(
+                        "the policy buffer has errors, fix them before adding a rule: {err}"
+                    )),
+                }
+            }
+            Up | Down => {
+                v.preview = None;
+                return self.view_action(action);
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn policy_action(&mut self, action: Action) -> Vec<Effect> {
+        use Action::*;
+        let Some(v) = self.open.as_mut() else {
+            return vec![];
+        };
+        let name = v.name.clone();
+        if let Some(h) = v.history.as_mut() {
+            match action {
+                Up => {
+                    h.selected = h.selected.saturating_sub(1);
+                    h.diff = None;
+                }
+                Down => {
+                    h.selected = (h.selected + 1).min(h.revisions.len().saturating_sub(1));
+                    h.diff = None;
+                }
+                Open => {
+                    let Some(r) = h.revisions.get(h.selected) else {
+                        return vec![];
+                    };
+                    let active = h
+                        .revisions
+                        .iter()
+                        .find(|r| r.status == pb::RevisionStatus::Loaded as i32);
+                    let (from_rev, from_text) = match active {
+                        Some(a) => (a.revision, a.yaml.as_str()),
+                        None => (0, ""),
+                    };
+                    let d = policy::diff::unified(
+                        from_text,
+                        &r.yaml,
+                        &format!("revision {from_rev} (enforced)"),
+                        &format!("revision {}", r.revision),
+                    );
+                    h.diff = Some((r.revision, d));
+                }
+                Rollback => {
+                    if let Some(r) = h.revisions.get(h.selected) {
+                        let revision = r.revision;
+                        self.prompt = Some(Prompt {
+                            question: format!(
+                                "Roll {name} back to revision {revision}? It becomes a new revision and is hot-reloaded."
+                            ),
+                            yes: Pending::Rollback {
+                                sandbox: name,
+                                revision,
+                            },
+                        });
+                    }
+                }
+                History | Back => v.history = None,
+                _ => {}
+            }
+            return vec![];
+        }
+        if action == History {
+            v.history = Some(self::History {
+                loading: true,
+                ..Default::default()
+            });
+            return vec![Effect::LoadHistory { sandbox: name }];
+        }
+        let Some(e) = self.editors.get_mut(&name) else {
+            if action == Back {
+                return self.go_home();
+            }
+            return vec![];
+        };
+        match (action, e.mode) {
+            (Edit, _) => {
+                e.mode = Mode::Edit;
+                if e.has_errors() {
+                    e.jump_to_problem();
+                }
+            }
+            (Diff, Mode::Diff) | (Back, Mode::Diff) => e.mode = Mode::View,
+            (Diff, _) => {
+                if e.dirty() {
+                    e.mode = Mode::Diff;
+                } else {
+                    let msg = format!("no edits: the buffer equals revision {}", e.base_revision);
+                    self.info(msg);
+                }
+            }
+            (Apply, _) => return self.apply(),
+            (Revert, _) => {
+                if e.dirty() {
+                    self.prompt = Some(Prompt {
+                        question: format!(
+                            "Discard your edits to {name}'s policy and show revision {}?",
+                            e.base_revision
+                        ),
+                        yes: Pending::Revert(name),
+                    });
+                } else {
+                    self.info("nothing to discard");
+                }
+            }
+            (Up, Mode::Diff) => e.diff_scroll = e.diff_scroll.saturating_sub(1),
+            (Down, Mode::Diff) => {
+                e.diff_scroll = (e.diff_scroll + 1).min(e.diff.lines().count().saturating_sub(1))
+            }
+            (PageUp, Mode::Diff) => e.diff_scroll = e.diff_scroll.saturating_sub(20),
+            (PageDown, Mode::Diff) => {
+                e.diff_scroll = (e.diff_scroll + 20).min(e.diff.lines().count().saturating_sub(1))
+            }
+            (Up, _) => e.move_lines(-1),
+            (Down, _) => e.move_lines(1),
+            (PageUp, _) => e.move_lines(-20),
+            (PageDown, _) => e.move_lines(20),
+            (Top, _) => e.move_top(),
+            (Bottom, _) => e.move_bottom(),
+            (Back, _) => return self.go_home(),
+            _ => {}
+        }
+        vec![]
+    }
+
+    /// Sends the open sandbox's buffer as a new revision, unless it is known to be refused.
+    fn apply(&mut self) -> Vec<Effect> {
+        let Some(v) = self.open.as_ref() else {
+            return vec![];
+        };
+        let running = self
+            .sandboxes
+            .iter()
+            .find(|s| s.name == v.name)
+            .is_some_and(|s| {
+                matches!(
+                    pb::Phase::try_from(s.phase),
+                    Ok(pb::Phase::Ready | pb::Phase::Provisioning)
+                )
+            });
+        let name = v.name.clone();
+        let Some(e) = self.editors.get_mut(&name) else {
+            self.error("the policy is still loading");
+            return vec![];
+        };
+        if let Some(p) = e.problems.iter().find(|p| p.error) {
+            let msg = format!(
+                "not applied: line {}, column {}: {}",
+                p.line, p.column, p.message
+            );
+            e.jump_to_problem();
+            self.error(msg);
+            return vec![];
+        }
+        if !e.dirty() {
+            let msg = format!(
+                "nothing to apply: the buffer equals revision {}",
+                e.base_revision
+            );
+            self.info(msg);
+            return vec![];
+        }
+        if running && !e.static_changes.is_empty() {
+            let msg = format!(
+                "not applied: {} cannot change while {name} runs (static); undo that change, or \
+                 recreate the sandbox with the new policy",
+                e.static_changes.join(", ")
+            );
+            self.error(msg);
+            return vec![];
+        }
+        if e.applying {
+            self.info("an apply is already in flight");
+            return vec![];
+        }
+        e.applying = true;
+        let yaml = e.text();
+        self.info(format!("{name}: applying… (waiting for the supervisor)"));
+        vec![Effect::ApplyPolicy {
+            sandbox: name,
+            yaml,
+        }]
     }
 
     /// A message from the background tasks.
     pub fn msg(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Health(Ok(h)) => {
+                if self.health != Health::Up
+                    && self
+                        .status
+                        .as_ref()
+                        .is_none_or(|s| s.text.starts_with("connecting"))
+                {
+                    self.info(format!("connected to the gateway (v{})", h.version));
+                }
                 self.health = Health::Up;
                 self.gateway_version = h.version;
             }
@@ -495,6 +1152,7 @@ impl State {
                 self.sandboxes = list;
                 let n = self.visible_sandboxes().len();
                 self.selected = self.selected.min(n.saturating_sub(1));
+                return self.follow_revision();
             }
             Msg::Events { sandbox, events } => {
                 if let Some(v) = self.open.as_mut().filter(|v| v.name == sandbox) {
@@ -516,18 +1174,21 @@ impl State {
                 sandbox,
                 id,
                 result,
-            } => match result {
-                Ok(r) if r.acknowledged => self.info(format!(
-                    "{sandbox}: denial {id} allowed; revision {} enforced",
-                    r.revision
-                )),
-                Ok(r) => self.error(format!(
-                    "{sandbox}: denial {id} allowed as revision {}, but the supervisor has not \
-                     acknowledged it yet",
-                    r.revision
-                )),
-                Err(e) => self.error(format!("{sandbox}: cannot allow denial {id}: {e}")),
-            },
+            } => {
+                match result {
+                    Ok(r) if r.acknowledged => self.info(format!(
+                        "{sandbox}: denial {id} allowed; revision {} enforced",
+                        r.revision
+                    )),
+                    Ok(r) => self.error(format!(
+                        "{sandbox}: denial {id} allowed as revision {}, but the supervisor has \
+                         not acknowledged it yet",
+                        r.revision
+                    )),
+                    Err(e) => self.error(format!("{sandbox}: cannot allow denial {id}: {e}")),
+                }
+                return vec![Effect::LoadPolicy { sandbox }];
+            }
             Msg::Rejected {
                 sandbox,
                 id,
@@ -536,10 +1197,189 @@ impl State {
                 Ok(()) => self.info(format!("{sandbox}: denial {id} rejected")),
                 Err(e) => self.error(format!("{sandbox}: cannot reject denial {id}: {e}")),
             },
+            Msg::Policy { sandbox, result } => {
+                if let Some(v) = self.open.as_mut().filter(|v| v.name == sandbox) {
+                    v.policy_loading = false;
+                }
+                match result {
+                    Ok(rev) => match self.editors.get_mut(&sandbox) {
+                        Some(e) => e.rebase(rev.revision, &rev.yaml),
+                        None => {
+                            self.editors.insert(
+                                sandbox.clone(),
+                                PolicyEditor::new(&sandbox, rev.revision, &rev.yaml),
+                            );
+                        }
+                    },
+                    Err(e) => self.error(format!("{sandbox}: cannot load the policy: {e}")),
+                }
+            }
+            Msg::Applied { sandbox, result } => {
+                if let Some(e) = self.editors.get_mut(&sandbox) {
+                    e.applying = false;
+                }
+                match result {
+                    Ok(r) if r.unchanged => self.info(format!(
+                        "{sandbox}: unchanged (equal to the active revision)"
+                    )),
+                    Ok(r) => {
+                        if let Some(e) = self.editors.get_mut(&sandbox) {
+                            // The buffer is now the active revision.
+                            let text = e.text();
+                            e.base_revision = r.revision;
+                            e.base_text = text;
+                            e.base_moved = None;
+                            e.mode = Mode::View;
+                            e.refresh();
+                        }
+                        if r.acknowledged {
+                            self.info(format!(
+                                "{sandbox}: revision {} applied and enforced by the supervisor",
+                                r.revision
+                            ));
+                        } else {
+                            self.error(format!(
+                                "{sandbox}: revision {} stored, but the supervisor has not \
+                                 acknowledged it yet",
+                                r.revision
+                            ));
+                        }
+                        return vec![Effect::LoadPolicy { sandbox }];
+                    }
+                    Err(e) => self.error(format!("{sandbox}: not applied: {e}")),
+                }
+            }
+            Msg::History { sandbox, result } => {
+                let Some(v) = self.open.as_mut().filter(|v| v.name == sandbox) else {
+                    return vec![];
+                };
+                match result {
+                    Ok(mut revs) => {
+                        revs.sort_by_key(|r| std::cmp::Reverse(r.revision));
+                        if let Some(h) = v.history.as_mut() {
+                            h.selected = h.selected.min(revs.len().saturating_sub(1));
+                            h.revisions = revs;
+                            h.loading = false;
+                        }
+                    }
+                    Err(e) => {
+                        v.history = None;
+                        self.error(format!("{sandbox}: cannot load the history: {e}"));
+                    }
+                }
+            }
+            Msg::RolledBack {
+                sandbox,
+                revision,
+                result,
+            } => match result {
+                Ok(r) => {
+                    let ack = if r.acknowledged {
+                        "enforced"
+                    } else {
+                        "not yet acknowledged by the supervisor"
+                    };
+                    self.info(format!(
+                        "{sandbox}: rolled back to revision {revision} as revision {} ({ack})",
+                        r.revision
+                    ));
+                    if let Some(v) = self.open.as_mut().filter(|v| v.name == sandbox)
+                        && let Some(h) = v.history.as_mut()
+                    {
+                        h.loading = true;
+                        h.diff = None;
+                    }
+                    return vec![
+                        Effect::LoadPolicy {
+                            sandbox: sandbox.clone(),
+                        },
+                        Effect::LoadHistory { sandbox },
+                    ];
+                }
+                Err(e) => self.error(format!("{sandbox}: cannot roll back: {e}")),
+            },
+            Msg::Created { name, result } => match result {
+                Ok(s) => {
+                    let phase = phase_name(s.phase);
+                    self.info(format!("sandbox {} created ({phase})", s.name));
+                    if let Some(i) = self
+                        .visible_sandboxes()
+                        .iter()
+                        .position(|x| x.name == s.name)
+                    {
+                        self.selected = i;
+                    }
+                }
+                Err(e) => {
+                    let what = if name.is_empty() {
+                        "the sandbox"
+                    } else {
+                        name.as_str()
+                    };
+                    self.error(format!("cannot create {what}: {e}"))
+                }
+            },
+            Msg::Deleted { sandbox, result } => match result {
+                Ok(()) => {
+                    self.info(format!("sandbox {sandbox} deleted"));
+                    self.editors.remove(&sandbox);
+                }
+                Err(e) => self.error(format!("cannot delete {sandbox}: {e}")),
+            },
+            Msg::Providers(Ok(list)) => {
+                self.providers = list;
+                self.provider_selected = self
+                    .provider_selected
+                    .min(self.providers.len().saturating_sub(1));
+            }
+            Msg::Providers(Err(e)) => self.error(format!("cannot list providers: {e}")),
             Msg::Error(e) => self.error(e),
         }
         vec![]
     }
+
+    /// Reloads the open sandbox's policy when the gateway reports a revision the editor has not
+    /// seen (an approval from the CLI, a rollback elsewhere).
+    fn follow_revision(&mut self) -> Vec<Effect> {
+        let Some(v) = self.open.as_mut() else {
+            return vec![];
+        };
+        let Some(s) = self.sandboxes.iter().find(|s| s.name == v.name) else {
+            return vec![];
+        };
+        let known = self.editors.get(&v.name).map(|e| e.base_revision);
+        if v.policy_loading || known == Some(s.policy_revision) || s.policy_revision == 0 {
+            return vec![];
+        }
+        v.policy_loading = true;
+        vec![Effect::LoadPolicy {
+            sandbox: v.name.clone(),
+        }]
+    }
+}
+
+/// `base` with a proposed fragment merged in, as the gateway renders an approval.
+pub fn merged(base: &str, proposal: &str) -> Result<String, String> {
+    let base = policy::parse(base).map_err(|e| e.to_string())?;
+    let add = policy::parse(proposal).map_err(|e| e.to_string())?;
+    Ok(policy::to_yaml(&policy::merge(&base, &add)))
+}
+
+fn common_prefix(words: &[&str]) -> String {
+    let Some(first) = words.first() else {
+        return String::new();
+    };
+    let mut n = first.len();
+    for w in &words[1..] {
+        n = n.min(
+            first
+                .bytes()
+                .zip(w.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    first[..n].to_string()
 }
 
 pub fn phase_name(p: i32) -> &'static str {

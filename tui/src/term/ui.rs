@@ -2,8 +2,9 @@
 //! Styles come from the theme by name and key labels from the keymap.
 
 use super::keymap::{Action, Keymap};
-use super::state::{Health, InputKind, LineKind, SandboxView, State, Tab, age, phase_name};
+use super::state::{Health, InputKind, LineKind, Page, SandboxView, State, Tab, age, phase_name};
 use super::theme::Theme;
+use super::{policy_view, popup};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span, Text};
@@ -31,12 +32,20 @@ pub fn render(state: &State, theme: &Theme, keymap: &Keymap, frame: &mut Frame) 
             banner,
         );
     }
-    match &state.open {
-        None => render_home(state, theme, frame, main),
-        Some(v) => render_sandbox(state, v, theme, keymap, frame, main),
+    match (&state.open, state.page) {
+        (Some(v), _) => render_sandbox(state, v, theme, keymap, frame, main),
+        (None, Page::Sandboxes) => render_home(state, theme, frame, main),
+        (None, Page::Providers) => render_providers(state, theme, frame, main),
+        (None, Page::Themes) => render_themes(state, theme, frame, main),
     }
     render_status(state, theme, frame, status);
     render_footer(state, theme, keymap, frame, footer);
+    if let Some(f) = &state.form {
+        popup::render_form(f, theme, keymap, frame, main);
+    }
+    if let Some(p) = &state.prompt {
+        popup::render_prompt(p, theme, keymap, frame, main);
+    }
     if state.help {
         render_help(state, theme, keymap, frame, main);
     }
@@ -69,14 +78,14 @@ fn render_header(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-fn block<'a>(title: Line<'a>, theme: &Theme) -> Block<'a> {
+pub(super) fn block<'a>(title: Line<'a>, theme: &Theme) -> Block<'a> {
     Block::new()
         .borders(Borders::ALL)
         .border_style(theme.style("border"))
         .title(title)
 }
 
-fn title_line<'a>(crumbs: &[&str], filter: &str, theme: &Theme) -> Line<'a> {
+pub(super) fn title_line<'a>(crumbs: &[&str], filter: &str, theme: &Theme) -> Line<'a> {
     let mut spans = vec![Span::styled(
         format!(" {} ", crumbs.join(" › ")),
         theme.style("title"),
@@ -157,6 +166,75 @@ fn render_home(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
     }
 }
 
+fn render_providers(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let title = title_line(
+        &[&format!("providers ({})", state.providers.len())],
+        "",
+        theme,
+    );
+    let header = Row::new(["NAME", "TYPE", "CREDENTIALS", "CONFIG", "CREATED"])
+        .style(theme.style("table_header"));
+    let rows = state.providers.iter().map(|p| {
+        let keys = |m: &std::collections::HashMap<String, String>| {
+            let mut k: Vec<&str> = m.keys().map(String::as_str).collect();
+            k.sort_unstable();
+            if k.is_empty() {
+                "-".to_string()
+            } else {
+                k.join(", ")
+            }
+        };
+        Row::new(vec![
+            Cell::from(p.name.clone()),
+            Cell::from(p.r#type.clone()),
+            Cell::from(keys(&p.credentials)),
+            Cell::from(keys(&p.config)),
+            Cell::from(age(state.now, &p.created)),
+        ])
+        .style(theme.style("row"))
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Fill(2),
+            Constraint::Fill(1),
+            Constraint::Fill(2),
+            Constraint::Fill(2),
+            Constraint::Length(8),
+        ],
+    )
+    .header(header)
+    .block(block(title, theme))
+    .row_highlight_style(theme.style("row_selected"));
+    let mut ts = TableState::default();
+    if !state.providers.is_empty() {
+        ts.select(Some(state.provider_selected));
+    }
+    frame.render_stateful_widget(table, area, &mut ts);
+    if state.providers.is_empty() {
+        let inner = area.inner(ratatui::layout::Margin::new(2, 2));
+        frame.render_widget(
+            Paragraph::new("no providers; `openshell provider create` adds one")
+                .style(theme.style("label")),
+            inner,
+        );
+    }
+}
+
+fn render_themes(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let title = title_line(&["themes"], "", theme);
+    let rows = state.themes.iter().map(|t| {
+        let mark = if *t == state.theme { "● " } else { "  " };
+        Row::new(vec![Cell::from(format!("{mark}{t}"))]).style(theme.style("row"))
+    });
+    let table = Table::new(rows, [Constraint::Fill(1)])
+        .header(Row::new(["THEME"]).style(theme.style("table_header")))
+        .block(block(title, theme))
+        .row_highlight_style(theme.style("row_selected"));
+    let mut ts = TableState::default().with_selected(Some(state.theme_selected));
+    frame.render_stateful_widget(table, area, &mut ts);
+}
+
 fn render_sandbox(
     state: &State,
     v: &SandboxView,
@@ -166,19 +244,31 @@ fn render_sandbox(
     area: Rect,
 ) {
     let filter = if v.tab == Tab::Logs {
-        v.log_filter.as_str()
+        v.logs.filter.as_str()
     } else {
         ""
     };
-    let outer = block(
-        title_line(&["sandboxes", &v.name, v.tab.title()], filter, theme),
-        theme,
-    );
+    let mut title = title_line(&["sandboxes", &v.name, v.tab.title()], filter, theme);
+    if v.tab == Tab::Logs {
+        let toggles = v.logs.describe();
+        if !toggles.is_empty() {
+            title.push_span(Span::styled(format!("[{toggles}] "), theme.style("dirty")));
+        }
+    }
+    if let Some(e) = state.editors.get(&v.name)
+        && e.dirty()
+    {
+        title.push_span(Span::styled("[policy edited] ", theme.style("dirty")));
+    }
+    let outer = block(title, theme);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     let [tabs, body] = Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
     let titles = Tab::ALL.iter().map(|t| match t {
         Tab::Denials => format!("{} ({})", t.title(), v.denials.len()),
+        Tab::Policy if state.editors.get(&v.name).is_some_and(|e| e.dirty()) => {
+            format!("{}*", t.title())
+        }
         _ => t.title().to_string(),
     });
     frame.render_widget(
@@ -190,6 +280,7 @@ fn render_sandbox(
     );
     match v.tab {
         Tab::Overview => render_overview(state, v, theme, frame, body),
+        Tab::Policy => policy_view::render(state, v, theme, keymap, frame, body),
         Tab::Logs => render_logs(v, theme, frame, body),
         Tab::Denials => render_denials(v, theme, keymap, frame, body),
     }
@@ -272,26 +363,50 @@ fn line_style(theme: &Theme, kind: LineKind) -> ratatui::style::Style {
 
 fn render_logs(v: &SandboxView, theme: &Theme, frame: &mut Frame, area: Rect) {
     let height = area.height as usize;
-    if v.logs.is_empty() {
+    let l = &v.logs;
+    if l.lines.is_empty() {
+        let msg = if l.paused {
+            " paused: waiting for events…"
+        } else {
+            " waiting for events…"
+        };
+        frame.render_widget(Paragraph::new(msg).style(theme.style("label")), area);
+        return;
+    }
+    let lines: Vec<Line> = l
+        .window(height)
+        .into_iter()
+        .map(|line| {
+            let style = line_style(theme, line.kind);
+            if l.timestamps {
+                Line::from(vec![
+                    Span::styled(line.time.as_str(), theme.style("label")),
+                    Span::raw(" "),
+                    Span::styled(line.text.as_str(), style),
+                ])
+            } else {
+                Line::styled(line.text.as_str(), style)
+            }
+        })
+        .collect();
+    if lines.is_empty() {
         frame.render_widget(
-            Paragraph::new(" waiting for events…").style(theme.style("label")),
+            Paragraph::new(" no line matches the filter and toggles").style(theme.style("label")),
             area,
         );
         return;
     }
-    let f = v.log_filter.to_lowercase();
-    // Walk back from the newest line, so a frame costs the screen's height, not the history's.
-    let mut lines: Vec<Line> = v
-        .logs
-        .iter()
-        .rev()
-        .filter(|l| f.is_empty() || l.text.to_lowercase().contains(&f))
-        .skip(v.log_scroll.min(v.logs.len().saturating_sub(1)))
-        .take(height)
-        .map(|l| Line::styled(l.text.as_str(), line_style(theme, l.kind)))
-        .collect();
-    lines.reverse();
-    frame.render_widget(Paragraph::new(Text::from(lines)), area);
+    let width = usize::from(area.width.max(1));
+    // Wrapped lines take more rows: keep the newest at the bottom.
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let mut p = Paragraph::new(Text::from(lines));
+    if l.wrap {
+        let over = rows.saturating_sub(height);
+        p = p
+            .wrap(Wrap { trim: false })
+            .scroll((u16::try_from(over).unwrap_or(u16::MAX), 0));
+    }
+    frame.render_widget(p, area);
 }
 
 fn render_denials(v: &SandboxView, theme: &Theme, keymap: &Keymap, frame: &mut Frame, area: Rect) {
@@ -353,13 +468,22 @@ fn render_denials(v: &SandboxView, theme: &Theme, keymap: &Keymap, frame: &mut F
             Span::styled(keymap.hint(Action::Confirm), theme.style("footer_key")),
             Span::styled(" apply  ", theme.style("footer_desc")),
             Span::styled(keymap.hint(Action::Back), theme.style("footer_key")),
-            Span::styled(" cancel ", theme.style("footer_desc")),
+            Span::styled(" cancel  ", theme.style("footer_desc")),
         ]);
-        let lines: Vec<Line> = d
-            .proposal_yaml
-            .lines()
-            .map(|l| Line::styled(format!("+ {l}"), theme.style("preview")))
-            .collect();
+        let mut title = title;
+        title.push_span(Span::styled(
+            keymap.hint(Action::Edit),
+            theme.style("footer_key"),
+        ));
+        title.push_span(Span::styled(" edit first ", theme.style("footer_desc")));
+        let lines: Vec<Line> = if v.preview_diff.is_empty() {
+            d.proposal_yaml
+                .lines()
+                .map(|l| Line::styled(format!("+ {l}"), theme.style("preview")))
+                .collect()
+        } else {
+            policy_view::diff_lines(&v.preview_diff, theme)
+        };
         frame.render_widget(Paragraph::new(lines).block(block(title, theme)), area);
     }
 }
