@@ -11,6 +11,7 @@ pub mod highlight;
 pub mod keymap;
 pub mod logs;
 pub mod net;
+pub mod policy_actions;
 pub mod policy_view;
 pub mod popup;
 pub mod state;
