@@ -323,7 +323,7 @@ impl App {
         author: &str,
         wait: Option<Duration>,
     ) -> Result<pb::SetPolicyResponse, Status> {
-        let proposed = load_policy(text, source)?;
+        let submitted = load_policy(text, source)?;
         let (current_text, row) = {
             let store = self.store();
             let row = store.get_sandbox(name).map_err(status)?;
@@ -332,7 +332,7 @@ impl App {
         };
         let current = load_policy(&current_text, "current")?;
         // A network-only document keeps the running sandbox's static sections.
-        let proposed = policy::inherit_static(&current, &proposed);
+        let proposed = policy::inherit_static(&current, &submitted);
         let changed = static_changes(&current, &proposed);
         if !changed.is_empty() && matches!(row.phase, Phase::Ready | Phase::Provisioning) {
             return Err(Status::failed_precondition(format!(
@@ -362,7 +362,14 @@ impl App {
                 diff,
             });
         }
-        let new_text = policy::to_yaml(&proposed);
+        // A complete document is stored as written, comments and layout included, so the
+        // editor and `policy get` give back what the author wrote; a network-only document
+        // becomes the canonical rendering of the policy it completes.
+        let new_text = if submitted == proposed {
+            text.to_string()
+        } else {
+            policy::to_yaml(&proposed)
+        };
         let rev = self
             .store()
             .add_revision(name, &new_text, author, source)

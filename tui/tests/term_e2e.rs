@@ -364,6 +364,14 @@ fn edit_the_policy_typo_fix_apply() {
     t.wait_screen("applied and enforced by the supervisor");
     let out = step(&work, 2, "curl -sS https://api.github.com/zen");
     assert_eq!(out.trim(), ZEN, "the edited policy is enforced");
+    // A complete document is stored as written (layout and comments kept).
+    let stored = env.cli(&["policy", "get", "ed"]);
+    let stored = String::from_utf8_lossy(&stored.stdout).to_string();
+    assert!(
+        stored.contains("      - { host: api.github.com, port: 443 }\n"),
+        "{stored}"
+    );
+    assert_eq!(stored.lines().count(), lines + 5, "{stored}");
     let history = env.cli(&["policy", "history", "ed"]);
     assert!(
         String::from_utf8_lossy(&history.stdout).contains("editor"),
