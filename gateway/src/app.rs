@@ -51,9 +51,19 @@ pub fn status(e: StoreError) -> Status {
 
 impl App {
     pub fn new(store: Store, driver: Box<dyn Driver>, settings: Settings) -> Arc<App> {
+        App::with_hub(store, driver, settings, Hub::default())
+    }
+
+    /// As `new`, with a given event hub (tests use a tiny backlog to force watchers to lag).
+    pub fn with_hub(
+        store: Store,
+        driver: Box<dyn Driver>,
+        settings: Settings,
+        hub: Hub,
+    ) -> Arc<App> {
         Arc::new(App {
             store: Mutex::new(store),
-            hub: Hub::default(),
+            hub,
             driver,
             settings,
             sessions: Mutex::new(HashMap::new()),
@@ -108,27 +118,34 @@ impl App {
     /// Stores events (assigning their sequence numbers), publishes them, and aggregates the
     /// denials among them.
     pub fn ingest(&self, mut events: Vec<pb::Event>) -> usize {
-        let seqs = {
+        let n = events.len();
+        let denials: Vec<pb::Event> = {
             let mut store = self.store();
-            match store.append_events(&events) {
+            let seqs = match store.append_events(&events) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!("cannot store events: {e}");
                     return 0;
                 }
+            };
+            for (e, seq) in events.iter_mut().zip(seqs) {
+                e.seq = seq;
             }
+            let denials = events
+                .iter()
+                .filter(|e| e.action == "deny" && e.kind == "network" && !e.host.is_empty())
+                .cloned()
+                .collect();
+            // Published while the store is still locked: two ingests at once would otherwise
+            // publish out of seq order, and a watcher (which drops seqs it has passed) would
+            // lose the earlier batch.
+            for e in events {
+                self.hub.publish(e);
+            }
+            denials
         };
-        for (e, seq) in events.iter_mut().zip(seqs) {
-            e.seq = seq;
-        }
-        for e in &events {
-            if e.action == "deny" && e.kind == "network" && !e.host.is_empty() {
-                self.record_denial(e);
-            }
-        }
-        let n = events.len();
-        for e in events {
-            self.hub.publish(e);
+        for e in &denials {
+            self.record_denial(e);
         }
         n
     }

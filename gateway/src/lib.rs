@@ -11,3 +11,4 @@ pub mod hub;
 pub mod serve;
 pub mod store;
 pub mod supervisors;
+pub mod watch;
