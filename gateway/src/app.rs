@@ -453,24 +453,60 @@ impl App {
     pub fn ack(&self, name: &str, rev: u64, ok: bool, error: &str) {
         let session = self.session(name);
         if ok {
+            // Not `ready` yet: that waits for the supervisor to say its command runs.
             let _ = self.store().set_enforced_revision(name, rev as u32);
-            let first = session.acked.borrow().0 == 0;
             session.acked.send_modify(|a| a.0 = a.0.max(rev));
-            if first {
-                let _ = self.store().set_phase(name, Phase::Ready, None);
-                self.event(
-                    name,
-                    "info",
-                    "lifecycle",
-                    format!("sandbox {name} ready, enforcing revision {rev}"),
-                );
-            }
         } else {
             let _ = self.store().set_revision_failed(name, rev as u32, error);
             session
                 .acked
                 .send_modify(|a| a.1 = Some((rev, error.to_string())));
         }
+    }
+
+    /// The supervisor reports its command's state: `ready` once it was executed, `stopped`
+    /// when it exited (with its status), `failed` when it could not start. A phase never goes
+    /// back: a late `ready` after the end (two connections can cross) is ignored.
+    pub fn command_status(
+        &self,
+        name: &str,
+        phase: Phase,
+        reason: &str,
+        exit_code: Option<i32>,
+    ) -> Result<(), Status> {
+        let row = self.store().get_sandbox(name).map_err(status)?;
+        let applies = match phase {
+            Phase::Ready => row.phase == Phase::Provisioning,
+            Phase::Stopped | Phase::Failed => {
+                matches!(row.phase, Phase::Provisioning | Phase::Ready)
+            }
+            Phase::Provisioning => false,
+        };
+        if !applies {
+            return Ok(());
+        }
+        {
+            let mut store = self.store();
+            let reason = (!reason.is_empty()).then_some(reason);
+            store.set_phase(name, phase, reason).map_err(status)?;
+            if phase == Phase::Stopped {
+                store.set_exit_code(name, exit_code).map_err(status)?;
+            }
+        }
+        let message = match phase {
+            Phase::Ready => format!(
+                "sandbox {name} ready: its command runs, enforcing revision {}",
+                row.enforced_revision
+            ),
+            _ => format!("sandbox {name} {}: {reason}", phase.as_str()),
+        };
+        let level = if phase == Phase::Failed {
+            "error"
+        } else {
+            "info"
+        };
+        self.event(name, level, "lifecycle", message);
+        Ok(())
     }
 
     fn is_starting(&self, name: &str) -> bool {
@@ -517,6 +553,16 @@ impl App {
                 let rows = app.store().list_sandboxes().unwrap_or_default();
                 for row in rows {
                     if !matches!(row.phase, Phase::Ready | Phase::Provisioning) {
+                        // Its supervisor said how it ended; a `--no-keep` sandbox goes once
+                        // the supervisor is gone too.
+                        let gone = row
+                            .runtime
+                            .supervisor_pid
+                            .is_none_or(|pid| !app.driver.alive(pid, &row.name));
+                        if !row.keep && gone && !app.is_starting(&row.name) {
+                            let _ = app.store().delete_sandbox(&row.name);
+                            app.forget(&row.name);
+                        }
                         continue;
                     }
                     if row.runtime.supervisor_pid.is_none()

@@ -180,7 +180,7 @@ fn sandbox_json(s: &pb::Sandbox) -> serde_json::Value {
         "name": s.name, "phase": phase(s.phase), "reason": s.reason, "driver": s.driver,
         "policy_revision": s.policy_revision, "enforced_revision": s.acked_revision,
         "created": s.created, "command": s.command, "workdir": s.workdir, "pid": s.pid,
-        "recent_denials": s.recent_denials,
+        "recent_denials": s.recent_denials, "exit_code": s.exit_code,
     })
 }
 
