@@ -48,6 +48,7 @@ impl Gateway for Api {
             uptime_secs: self.app.settings.started.elapsed().as_secs(),
             sandbox_count: count as u32,
             state_dir: self.app.settings.state_dir.display().to_string(),
+            listen_tcp: self.app.settings.listen_tcp.clone().unwrap_or_default(),
         }))
     }
 

@@ -16,6 +16,8 @@ use tonic::Status;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: String,
+    /// tcp://HOST:PORT when remote access (mTLS) is on.
+    pub listen_tcp: Option<String>,
     pub state_dir: PathBuf,
     pub started: Instant,
 }

@@ -37,6 +37,7 @@ fn app(dir: &std::path::Path, backlog: usize) -> Arc<App> {
         Box::new(NoDriver),
         Settings {
             listen: "unix:///nowhere".into(),
+            listen_tcp: None,
             state_dir: dir.to_path_buf(),
             started: Instant::now(),
         },

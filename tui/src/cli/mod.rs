@@ -3,3 +3,4 @@
 pub mod client;
 pub mod policy_local;
 pub mod remote;
+pub mod remote_gateway;
