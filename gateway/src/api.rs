@@ -85,19 +85,26 @@ impl Gateway for Api {
     ) -> Result<Response<pb::DeleteSandboxResponse>, Status> {
         let app = self.app.clone();
         let req = r.into_inner();
-        let deleted = blocking(move || {
-            let names: Vec<String> = if req.all {
-                app.list()?.into_iter().map(|s| s.name).collect()
-            } else {
-                vec![req.name.clone()]
-            };
-            for n in &names {
-                app.delete(n)?;
+        blocking(move || {
+            if !req.all {
+                app.delete(&req.name)?;
+                return Ok(pb::DeleteSandboxResponse {
+                    deleted: vec![req.name],
+                    failures: Vec::new(),
+                });
             }
-            Ok(names)
+            // One sandbox that cannot be deleted must not keep the rest running.
+            let mut resp = pb::DeleteSandboxResponse::default();
+            for s in app.list()? {
+                match app.delete(&s.name) {
+                    Ok(()) => resp.deleted.push(s.name),
+                    Err(e) => resp.failures.push(format!("{}: {}", s.name, e.message())),
+                }
+            }
+            Ok(resp)
         })
-        .await?;
-        Ok(Response::new(pb::DeleteSandboxResponse { deleted }))
+        .await
+        .map(Response::new)
     }
 
     type WatchSandboxesStream = Stream_<pb::SandboxChange>;

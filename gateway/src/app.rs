@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::Status;
 
+/// How long a supervisor has to stop on SIGTERM before it is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
 /// What the gateway was started with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -312,12 +315,11 @@ impl App {
         let row = self.store().get_sandbox(name).map_err(status)?;
         if let Some(pid) = row.runtime.supervisor_pid
             && self.driver.alive(pid, name)
+            && !self.driver.stop(pid, name, STOP_DEADLINE)
         {
-            self.driver.stop(pid);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while self.driver.alive(pid, name) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            return Err(Status::internal(format!(
+                "the supervisor of {name} (pid {pid}) did not exit even when killed; the sandbox is kept"
+            )));
         }
         match self.store().delete_sandbox(name) {
             Ok(()) => {}

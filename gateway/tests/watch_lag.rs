@@ -21,7 +21,9 @@ impl Driver for NoDriver {
     fn start(&self, _: &Launch) -> Result<Started, DriverError> {
         Err(DriverError::Unknown("none".into()))
     }
-    fn stop(&self, _: u32) {}
+    fn stop(&self, _: u32, _: &str, _: std::time::Duration) -> bool {
+        true
+    }
     fn alive(&self, _: u32, _: &str) -> bool {
         false
     }

@@ -100,6 +100,14 @@ pub async fn start_with(args: &[String]) -> Result<()> {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
+            // It may have lost a race: another command started a gateway at the same moment,
+            // and this one stepped aside once that one served. Use that one.
+            for _ in 0..50 {
+                if try_connect().await.is_some() {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let tail = std::fs::read_to_string(&log_path)
                 .unwrap_or_default()
                 .lines()

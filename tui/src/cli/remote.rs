@@ -241,8 +241,7 @@ pub async fn sandbox(cmd: SandboxCommand) -> Result<()> {
     match cmd {
         SandboxCommand::Create(a) => {
             let policy_yaml = match &a.policy {
-                Some(p) => std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read {}", p.display()))?,
+                Some(p) => super::policy_file::read_checked(p)?,
                 None => String::new(),
             };
             let workdir = match &a.workdir {
@@ -430,6 +429,17 @@ pub async fn sandbox(cmd: SandboxCommand) -> Result<()> {
             for n in &r.deleted {
                 println!("deleted {n}");
             }
+            // `--all` goes on past a sandbox that cannot be deleted: each one says why.
+            for f in &r.failures {
+                eprintln!("cannot delete {f}");
+            }
+            if !r.failures.is_empty() {
+                bail!(
+                    "{} sandbox{} could not be deleted",
+                    r.failures.len(),
+                    if r.failures.len() == 1 { "" } else { "es" }
+                );
+            }
         }
     }
     Ok(())
@@ -523,8 +533,7 @@ pub async fn policy(cmd: RemotePolicy) -> Result<()> {
             timeout,
             json,
         } => {
-            let text = std::fs::read_to_string(&policy)
-                .with_context(|| format!("cannot read {}", policy.display()))?;
+            let text = super::policy_file::read_checked(&policy)?;
             let r = c
                 .set_policy(pb::SetPolicyRequest {
                     sandbox: name.clone(),
