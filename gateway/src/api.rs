@@ -48,6 +48,7 @@ impl Gateway for Api {
             uptime_secs: self.app.settings.started.elapsed().as_secs(),
             sandbox_count: count as u32,
             state_dir: self.app.settings.state_dir.display().to_string(),
+            listen_tcp: self.app.settings.listen_tcp.clone().unwrap_or_default(),
         }))
     }
 
@@ -84,19 +85,26 @@ impl Gateway for Api {
     ) -> Result<Response<pb::DeleteSandboxResponse>, Status> {
         let app = self.app.clone();
         let req = r.into_inner();
-        let deleted = blocking(move || {
-            let names: Vec<String> = if req.all {
-                app.list()?.into_iter().map(|s| s.name).collect()
-            } else {
-                vec![req.name.clone()]
-            };
-            for n in &names {
-                app.delete(n)?;
+        blocking(move || {
+            if !req.all {
+                app.delete(&req.name)?;
+                return Ok(pb::DeleteSandboxResponse {
+                    deleted: vec![req.name],
+                    failures: Vec::new(),
+                });
             }
-            Ok(names)
+            // One sandbox that cannot be deleted must not keep the rest running.
+            let mut resp = pb::DeleteSandboxResponse::default();
+            for s in app.list()? {
+                match app.delete(&s.name) {
+                    Ok(()) => resp.deleted.push(s.name),
+                    Err(e) => resp.failures.push(format!("{}: {}", s.name, e.message())),
+                }
+            }
+            Ok(resp)
         })
-        .await?;
-        Ok(Response::new(pb::DeleteSandboxResponse { deleted }))
+        .await
+        .map(Response::new)
     }
 
     type WatchSandboxesStream = Stream_<pb::SandboxChange>;
@@ -445,7 +453,7 @@ impl Gateway for Api {
             })?)
         };
         // Subscribe before reading the backlog, so nothing falls between the two.
-        let mut live = self.app.hub.subscribe();
+        let live = self.app.hub.subscribe();
         let app = self.app.clone();
         let q = EventQuery {
             sandbox: (!f.sandbox.is_empty()).then(|| f.sandbox.clone()),
@@ -458,55 +466,26 @@ impl Gateway for Api {
             limit: (f.tail > 0).then_some(f.tail as usize),
             tail: f.tail > 0,
         };
-        let backlog = blocking(move || app.store().query_events(&q).map_err(status)).await?;
-        let follow = f.follow;
+        let query = q.clone();
+        // The backlog and the last seq stored are read under one lock: every event with a
+        // larger seq is still to come through the hub.
+        let (backlog, cursor) = blocking(move || {
+            let store = app.store();
+            let backlog = store.query_events(&query).map_err(status)?;
+            let last = store.last_seq().map_err(status)?;
+            Ok((backlog, last))
+        })
+        .await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::EventBatch, Status>>(64);
-        tokio::spawn(async move {
-            let mut last_seq = backlog.last().map(|e| e.seq).unwrap_or(0);
-            for chunk in backlog.chunks(512) {
-                if tx
-                    .send(Ok(pb::EventBatch {
-                        events: chunk.to_vec(),
-                    }))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            if !follow {
-                return;
-            }
-            loop {
-                let first = match live.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = tx
-                            .send(Err(Status::resource_exhausted(format!(
-                                "this watcher fell {n} events behind; reconnect to resume"
-                            ))))
-                            .await;
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let mut batch = Vec::new();
-                let mut next = Some(first);
-                while let Some(e) = next.take() {
-                    if e.seq > last_seq && matches(&f, since, &e) {
-                        last_seq = e.seq;
-                        batch.push((*e).clone());
-                    }
-                    if batch.len() < 512 {
-                        next = live.try_recv().ok();
-                    }
-                }
-                if !batch.is_empty() && tx.send(Ok(pb::EventBatch { events: batch })).await.is_err()
-                {
-                    return;
-                }
-            }
-        });
+        let follower = crate::watch::Follower {
+            app: self.app.clone(),
+            filter: f,
+            since,
+            query: q,
+            cursor,
+            tx,
+        };
+        tokio::spawn(follower.run(backlog, live));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -736,15 +715,4 @@ pub fn parse_since(s: &str) -> Option<time::OffsetDateTime> {
     }
     let d = humantime::parse_duration(s).ok()?;
     Some(time::OffsetDateTime::now_utc() - d)
-}
-
-fn matches(f: &pb::EventFilter, since: Option<time::OffsetDateTime>, e: &pb::Event) -> bool {
-    (f.sandbox.is_empty() || f.sandbox == e.sandbox)
-        && (f.source.is_empty() || f.source == e.source)
-        && (f.kind.is_empty() || f.kind == e.kind)
-        && (f.action.is_empty() || f.action == e.action)
-        && (f.level.is_empty()
-            || openshell_proto::event::level_rank(&e.level)
-                >= openshell_proto::event::level_rank(&f.level))
-        && since.is_none_or(|s| openshell_proto::event::parse_time(&e.time).is_none_or(|t| t >= s))
 }

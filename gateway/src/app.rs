@@ -12,10 +12,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::Status;
 
+/// How long a supervisor has to stop on SIGTERM before it is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
 /// What the gateway was started with.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: String,
+    /// tcp://HOST:PORT when remote access (mTLS) is on.
+    pub listen_tcp: Option<String>,
     pub state_dir: PathBuf,
     pub started: Instant,
 }
@@ -51,9 +56,19 @@ pub fn status(e: StoreError) -> Status {
 
 impl App {
     pub fn new(store: Store, driver: Box<dyn Driver>, settings: Settings) -> Arc<App> {
+        App::with_hub(store, driver, settings, Hub::default())
+    }
+
+    /// As `new`, with a given event hub (tests use a tiny backlog to force watchers to lag).
+    pub fn with_hub(
+        store: Store,
+        driver: Box<dyn Driver>,
+        settings: Settings,
+        hub: Hub,
+    ) -> Arc<App> {
         Arc::new(App {
             store: Mutex::new(store),
-            hub: Hub::default(),
+            hub,
             driver,
             settings,
             sessions: Mutex::new(HashMap::new()),
@@ -108,27 +123,34 @@ impl App {
     /// Stores events (assigning their sequence numbers), publishes them, and aggregates the
     /// denials among them.
     pub fn ingest(&self, mut events: Vec<pb::Event>) -> usize {
-        let seqs = {
+        let n = events.len();
+        let denials: Vec<pb::Event> = {
             let mut store = self.store();
-            match store.append_events(&events) {
+            let seqs = match store.append_events(&events) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!("cannot store events: {e}");
                     return 0;
                 }
+            };
+            for (e, seq) in events.iter_mut().zip(seqs) {
+                e.seq = seq;
             }
+            let denials = events
+                .iter()
+                .filter(|e| e.action == "deny" && e.kind == "network" && !e.host.is_empty())
+                .cloned()
+                .collect();
+            // Published while the store is still locked: two ingests at once would otherwise
+            // publish out of seq order, and a watcher (which drops seqs it has passed) would
+            // lose the earlier batch.
+            for e in events {
+                self.hub.publish(e);
+            }
+            denials
         };
-        for (e, seq) in events.iter_mut().zip(seqs) {
-            e.seq = seq;
-        }
-        for e in &events {
-            if e.action == "deny" && e.kind == "network" && !e.host.is_empty() {
-                self.record_denial(e);
-            }
-        }
-        let n = events.len();
-        for e in events {
-            self.hub.publish(e);
+        for e in &denials {
+            self.record_denial(e);
         }
         n
     }
@@ -293,12 +315,11 @@ impl App {
         let row = self.store().get_sandbox(name).map_err(status)?;
         if let Some(pid) = row.runtime.supervisor_pid
             && self.driver.alive(pid, name)
+            && !self.driver.stop(pid, name, STOP_DEADLINE)
         {
-            self.driver.stop(pid);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while self.driver.alive(pid, name) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            return Err(Status::internal(format!(
+                "the supervisor of {name} (pid {pid}) did not exit even when killed; the sandbox is kept"
+            )));
         }
         match self.store().delete_sandbox(name) {
             Ok(()) => {}
@@ -443,24 +464,60 @@ impl App {
     pub fn ack(&self, name: &str, rev: u64, ok: bool, error: &str) {
         let session = self.session(name);
         if ok {
+            // Not `ready` yet: that waits for the supervisor to say its command runs.
             let _ = self.store().set_enforced_revision(name, rev as u32);
-            let first = session.acked.borrow().0 == 0;
             session.acked.send_modify(|a| a.0 = a.0.max(rev));
-            if first {
-                let _ = self.store().set_phase(name, Phase::Ready, None);
-                self.event(
-                    name,
-                    "info",
-                    "lifecycle",
-                    format!("sandbox {name} ready, enforcing revision {rev}"),
-                );
-            }
         } else {
             let _ = self.store().set_revision_failed(name, rev as u32, error);
             session
                 .acked
                 .send_modify(|a| a.1 = Some((rev, error.to_string())));
         }
+    }
+
+    /// The supervisor reports its command's state: `ready` once it was executed, `stopped`
+    /// when it exited (with its status), `failed` when it could not start. A phase never goes
+    /// back: a late `ready` after the end (two connections can cross) is ignored.
+    pub fn command_status(
+        &self,
+        name: &str,
+        phase: Phase,
+        reason: &str,
+        exit_code: Option<i32>,
+    ) -> Result<(), Status> {
+        let row = self.store().get_sandbox(name).map_err(status)?;
+        let applies = match phase {
+            Phase::Ready => row.phase == Phase::Provisioning,
+            Phase::Stopped | Phase::Failed => {
+                matches!(row.phase, Phase::Provisioning | Phase::Ready)
+            }
+            Phase::Provisioning => false,
+        };
+        if !applies {
+            return Ok(());
+        }
+        {
+            let mut store = self.store();
+            let reason = (!reason.is_empty()).then_some(reason);
+            store.set_phase(name, phase, reason).map_err(status)?;
+            if phase == Phase::Stopped {
+                store.set_exit_code(name, exit_code).map_err(status)?;
+            }
+        }
+        let message = match phase {
+            Phase::Ready => format!(
+                "sandbox {name} ready: its command runs, enforcing revision {}",
+                row.enforced_revision
+            ),
+            _ => format!("sandbox {name} {}: {reason}", phase.as_str()),
+        };
+        let level = if phase == Phase::Failed {
+            "error"
+        } else {
+            "info"
+        };
+        self.event(name, level, "lifecycle", message);
+        Ok(())
     }
 
     fn is_starting(&self, name: &str) -> bool {
@@ -507,6 +564,16 @@ impl App {
                 let rows = app.store().list_sandboxes().unwrap_or_default();
                 for row in rows {
                     if !matches!(row.phase, Phase::Ready | Phase::Provisioning) {
+                        // Its supervisor said how it ended; a `--no-keep` sandbox goes once
+                        // the supervisor is gone too.
+                        let gone = row
+                            .runtime
+                            .supervisor_pid
+                            .is_none_or(|pid| !app.driver.alive(pid, &row.name));
+                        if !row.keep && gone && !app.is_starting(&row.name) {
+                            let _ = app.store().delete_sandbox(&row.name);
+                            app.forget(&row.name);
+                        }
                         continue;
                     }
                     if row.runtime.supervisor_pid.is_none()

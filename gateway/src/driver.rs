@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// What a driver needs to start one sandbox.
 #[derive(Debug, Clone)]
@@ -37,8 +38,9 @@ pub enum DriverError {
 pub trait Driver: Send + Sync {
     fn name(&self) -> &'static str;
     fn start(&self, l: &Launch) -> Result<Started, DriverError>;
-    /// Asks the supervisor to stop (it stops the sandbox with it).
-    fn stop(&self, pid: u32);
+    /// Stops the supervisor (it stops the sandbox with it): asks, and once `deadline` has
+    /// passed forces it. Returns whether it is gone.
+    fn stop(&self, pid: u32, name: &str, deadline: Duration) -> bool;
     /// Whether the supervisor `pid` of sandbox `name` still runs (for re-attaching).
     fn alive(&self, pid: u32, name: &str) -> bool;
     /// The last lines the supervisor wrote, for failure reasons.
@@ -127,11 +129,27 @@ impl Driver for ProcessDriver {
         Ok(Started { pid })
     }
 
-    fn stop(&self, pid: u32) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+    fn stop(&self, pid: u32, name: &str, deadline: Duration) -> bool {
+        use nix::sys::signal::{Signal, kill};
+        let target = nix::unistd::Pid::from_raw(pid as i32);
+        let gone_by = |until: Instant| {
+            while self.alive(pid, name) {
+                if Instant::now() >= until {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            true
+        };
+        let _ = kill(target, Signal::SIGTERM);
+        if gone_by(Instant::now() + deadline) {
+            return true;
+        }
+        // Stuck (stopped, wedged, or ignoring SIGTERM): a supervisor that outstays its
+        // deadline is killed; its sandbox's PID 1 dies with it (PR_SET_PDEATHSIG).
+        tracing::warn!("supervisor {pid} of {name} did not stop within {deadline:?}; killing it");
+        let _ = kill(target, Signal::SIGKILL);
+        gone_by(Instant::now() + Duration::from_secs(2))
     }
 
     fn alive(&self, pid: u32, name: &str) -> bool {

@@ -1,11 +1,15 @@
 //! Live events: every stored event is also published here for watchers that follow.
+//!
+//! Events are published in `seq` order (the store assigns seqs and publishes under one lock),
+//! so a watcher can tell what it has seen by the last seq alone. A watcher that falls further
+//! behind than the backlog is told it lagged and resumes from the store (see `api`).
 
 use openshell_proto::pb::Event;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// Events a slow watcher may lag behind before it is told it missed some.
-const BACKLOG: usize = 16 * 1024;
+/// Events a slow watcher may lag behind before it must catch up from the store.
+pub const BACKLOG: usize = 16 * 1024;
 
 #[derive(Clone)]
 pub struct Hub {
@@ -14,13 +18,18 @@ pub struct Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub {
-            tx: broadcast::channel(BACKLOG).0,
-        }
+        Hub::new(BACKLOG)
     }
 }
 
 impl Hub {
+    /// A hub keeping `backlog` events for slow watchers (at least 1).
+    pub fn new(backlog: usize) -> Self {
+        Hub {
+            tx: broadcast::channel(backlog.max(1)).0,
+        }
+    }
+
     pub fn publish(&self, e: Event) {
         let _ = self.tx.send(Arc::new(e));
     }

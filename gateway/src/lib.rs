@@ -11,3 +11,5 @@ pub mod hub;
 pub mod serve;
 pub mod store;
 pub mod supervisors;
+pub mod tls;
+pub mod watch;

@@ -17,9 +17,11 @@ struct Cli {
     /// Where state lives [default: $OPENSHELL_STATE_DIR, $XDG_STATE_HOME/openshell, ...].
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Where to listen: unix://PATH [default: $XDG_RUNTIME_DIR/openshell/gateway.sock, ...].
+    /// Where to listen (repeatable): unix://PATH [default: $XDG_RUNTIME_DIR/openshell/
+    /// gateway.sock, ...], and tcp://HOST:PORT for remote clients with mutual TLS (the CA and
+    /// a client certificate are made under STATE_DIR/tls/ on first use; the Unix socket stays).
     #[arg(long)]
-    listen: Option<String>,
+    listen: Vec<String>,
     /// Trust this CA for upstream servers in every sandbox started (repeatable).
     #[arg(
         long = "upstream-ca",
@@ -67,14 +69,18 @@ fn main() -> ExitCode {
 }
 
 fn start(cli: Cli) -> Result<()> {
-    let socket = match cli.listen.as_deref() {
-        None => openshell_proto::paths::socket_path(),
-        Some(l) if l.starts_with("unix://") => PathBuf::from(&l["unix://".len()..]),
-        Some(l) if l.starts_with("tcp://") => anyhow::bail!(
-            "--listen tcp:// (remote access with mTLS) is not built yet; use unix://PATH"
-        ),
-        Some(l) => anyhow::bail!("`{l}` is not unix://PATH"),
-    };
+    let mut socket = None;
+    let mut tcp = None;
+    for l in &cli.listen {
+        if let Some(p) = l.strip_prefix("unix://") {
+            socket = Some(PathBuf::from(p));
+        } else if let Some(a) = l.strip_prefix("tcp://") {
+            tcp = Some(a.to_string());
+        } else {
+            anyhow::bail!("`{l}` is neither unix://PATH nor tcp://HOST:PORT");
+        }
+    }
+    let socket = socket.unwrap_or_else(openshell_proto::paths::socket_path);
     let for_paths = cli.state_dir.clone();
     let state_dir = for_paths.unwrap_or_else(openshell_proto::paths::state_dir);
     for r in &cli.resolve {
@@ -89,6 +95,7 @@ fn start(cli: Cli) -> Result<()> {
     runtime.block_on(run(Options {
         state_dir,
         socket,
+        tcp,
         supervisor: cli
             .supervisor
             .unwrap_or_else(|| sibling("openshell-sandbox")),

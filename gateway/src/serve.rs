@@ -22,6 +22,8 @@ const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 pub struct Options {
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// Also listen on this TCP address (HOST:PORT) with mutual TLS, for remote clients.
+    pub tcp: Option<String>,
     pub supervisor: PathBuf,
     pub upstream_ca: Vec<PathBuf>,
     pub resolve: Vec<String>,
@@ -104,6 +106,11 @@ pub async fn run(o: Options) -> Result<()> {
             .with_context(|| format!("cannot remove the stale socket {}", o.socket.display()))?;
     }
     let store = Store::open(o.state_dir.join("openshell.db"))?;
+    // Before the socket: a client that finds the socket finds the TLS files made too.
+    let remote = match &o.tcp {
+        Some(addr) => Some(remote_listener(addr, &o.state_dir).await?),
+        None => None,
+    };
     let listener = tokio::net::UnixListener::bind(&o.socket)
         .with_context(|| format!("cannot listen on {}", o.socket.display()))?;
     std::fs::set_permissions(&o.socket, std::fs::Permissions::from_mode(0o600))?;
@@ -122,6 +129,7 @@ pub async fn run(o: Options) -> Result<()> {
         Box::new(driver),
         Settings {
             listen: format!("unix://{}", o.socket.display()),
+            listen_tcp: remote.as_ref().map(|r| format!("tcp://{}", r.addr)),
             state_dir: o.state_dir.clone(),
             started: Instant::now(),
         },
@@ -132,9 +140,13 @@ pub async fn run(o: Options) -> Result<()> {
         "info",
         "lifecycle",
         format!(
-            "gateway {} listening on {}",
+            "gateway {} listening on {}{}",
             env!("CARGO_PKG_VERSION"),
-            o.socket.display()
+            o.socket.display(),
+            remote
+                .as_ref()
+                .map(|r| format!(" and tcp://{} (mTLS)", r.addr))
+                .unwrap_or_default()
         ),
     );
     let retention_app = app.clone();
@@ -150,7 +162,9 @@ pub async fn run(o: Options) -> Result<()> {
         }
     });
 
-    let shutdown = async {
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::terminate()),
@@ -162,8 +176,12 @@ pub async fn run(o: Options) -> Result<()> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    let result = tonic::transport::Server::builder()
+    let local = tonic::transport::Server::builder()
         .add_service(
             GatewayServer::new(Api { app: app.clone() }).max_decoding_message_size(MAX_MESSAGE),
         )
@@ -173,11 +191,69 @@ pub async fn run(o: Options) -> Result<()> {
         )
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(listener),
-            shutdown,
-        )
-        .await;
+            stopped(stop_rx.clone()),
+        );
+    let result = match remote {
+        None => local.await.context("the gateway server failed"),
+        Some(r) => {
+            // Remote clients get the user-facing service only: supervisors are local.
+            let tls = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(
+                    &r.materials.cert_pem,
+                    &r.materials.key_pem,
+                ))
+                .client_ca_root(tonic::transport::Certificate::from_pem(&r.materials.ca_pem));
+            let remote = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .context("cannot set up TLS for remote access")?
+                .add_service(
+                    GatewayServer::new(Api { app: app.clone() })
+                        .max_decoding_message_size(MAX_MESSAGE),
+                )
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(r.listener),
+                    stopped(stop_rx.clone()),
+                );
+            tokio::try_join!(
+                async { local.await.context("the gateway server failed") },
+                async {
+                    remote
+                        .await
+                        .context("the gateway's remote (TCP) server failed")
+                }
+            )
+            .map(|_| ())
+        }
+    };
     // Sandboxes keep running: they re-attach when a gateway starts again.
     let _ = std::fs::remove_file(&o.socket);
     let _ = std::fs::remove_file(&pid_file);
-    result.context("the gateway server failed")
+    result
+}
+
+/// The TCP listener for remote clients, and its TLS materials (made on first use).
+struct Remote {
+    listener: tokio::net::TcpListener,
+    /// The bound address (the port the kernel chose when asked for 0).
+    addr: String,
+    materials: crate::tls::ServerMaterials,
+}
+
+async fn remote_listener(addr: &str, state_dir: &Path) -> Result<Remote> {
+    let host = match addr.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok() => h,
+        _ => bail!("--listen tcp://{addr}: give HOST:PORT, e.g. tcp://127.0.0.1:7443"),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on tcp://{addr}"))?;
+    let port = listener.local_addr()?.port();
+    let tls_dir = state_dir.join("tls");
+    let materials = crate::tls::ensure(&tls_dir, host)
+        .with_context(|| format!("cannot prepare TLS in {}", tls_dir.display()))?;
+    Ok(Remote {
+        listener,
+        addr: format!("{host}:{port}"),
+        materials,
+    })
 }

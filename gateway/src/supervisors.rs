@@ -145,14 +145,16 @@ impl Supervisor for SupervisorApi {
             Ok(pb::Phase::Ready) => Phase::Ready,
             Ok(pb::Phase::Stopped) => Phase::Stopped,
             Ok(pb::Phase::Failed) => Phase::Failed,
-            _ => Phase::Provisioning,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a status report is ready, stopped or failed",
+                ));
+            }
         };
         let app = self.app.clone();
         tokio::task::spawn_blocking(move || {
-            let reason = (!s.reason.is_empty()).then_some(s.reason.as_str());
-            app.store()
-                .set_phase(&s.sandbox_id, phase, reason)
-                .map_err(status)
+            let code = (phase == Phase::Stopped).then_some(s.exit_code);
+            app.command_status(&s.sandbox_id, phase, &s.reason, code)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;

@@ -1,7 +1,7 @@
 //! Standalone mode: one sandboxed command with its policy from a file, events to a log, hot
 //! reload on SIGHUP or when the file changes. Exit status is the command's.
 
-use crate::control::{Control, Reloader};
+use crate::control::{CommandState, Control, Reloader};
 use crate::events::{self, Events};
 use crate::net;
 use crate::policy_state::{Active, Current};
@@ -282,6 +282,7 @@ fn supervise(
     let (events, rx) = Events::channel(&cfg.name);
     let sink = control.event_sink();
     let sink_label = sink.describe();
+    let status_sink = control.status_sink();
     let writer = events::spawn_writer(&events, rx, sink);
     let current = Arc::new(Current::new(active));
     let (rev_tx, rev_rx) = tokio::sync::watch::channel(1u64);
@@ -338,15 +339,36 @@ fn supervise(
             ),
         );
 
-        let errors = tokio::task::spawn_blocking({
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let report = tokio::task::spawn_blocking({
             let events = events.clone();
-            move || read_report(report, &events)
+            move || read_report(report, &events, started_tx)
+        });
+        let running = tokio::spawn({
+            let status_sink = status_sink.clone();
+            async move {
+                if started_rx.await.is_ok() {
+                    status_sink.report(CommandState::Running).await;
+                }
+            }
         });
         let status = tokio::task::spawn_blocking(move || wait_exit(child)).await?;
-        let errors = errors.await.unwrap_or_default();
+        let (errors, started) = report.await.unwrap_or_default();
         for e in &errors {
             eprintln!("openshell-sandbox: {e}");
         }
+        running.abort();
+        let end = if started {
+            CommandState::Exited(status)
+        } else {
+            CommandState::Failed(errors.last().cloned().unwrap_or_else(|| {
+                format!("the sandbox ended (status {status}) before its command started")
+            }))
+        };
+        // Told before the supervisor exits, so the phase says how it ended; bounded, as the
+        // command's status must not wait on an absent gateway.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), status_sink.report(end)).await;
         let mut e = events.event(if status == 0 { "info" } else { "warn" }, "lifecycle", "");
         e.message = format!("sandbox {} exited with status {status}", cfg.name);
         events.emit(e);
@@ -363,18 +385,29 @@ fn supervise(
     Ok(code)
 }
 
-fn read_report(report: OwnedFd, events: &Events) -> Vec<String> {
+/// PID 1's report: its warnings and errors become events; `started` fires once the command
+/// was executed. Returns the errors and whether the command started.
+fn read_report(
+    report: OwnedFd,
+    events: &Events,
+    started: tokio::sync::oneshot::Sender<()>,
+) -> (Vec<String>, bool) {
     let mut errors = Vec::new();
+    let mut started = Some(started);
     for line in std::io::BufReader::new(std::fs::File::from(report)).lines() {
         let Ok(line) = line else { break };
-        if let Some(w) = line.strip_prefix("W ") {
+        if line == init::STARTED {
+            if let Some(s) = started.take() {
+                let _ = s.send(());
+            }
+        } else if let Some(w) = line.strip_prefix("W ") {
             events.say("warn", "lifecycle", w);
         } else if let Some(e) = line.strip_prefix("E ") {
             events.say("error", "lifecycle", e);
             errors.push(e.to_string());
         }
     }
-    errors
+    (errors, started.is_none())
 }
 
 fn wait_exit(child: Pid) -> i32 {

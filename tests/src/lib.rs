@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod netns;
 pub mod standin;
+pub mod tls_probe;
 
 use std::path::{Path, PathBuf};
 

@@ -12,6 +12,10 @@ use std::process::ExitCode;
     about = "The safe, private runtime for autonomous AI agents"
 )]
 struct Cli {
+    /// The gateway: https://HOST:PORT for a remote one (mutual TLS with the files in
+    /// $OPENSHELL_TLS_DIR, default the state dir's tls/) [default: the local socket].
+    #[arg(long, global = true, env = "OPENSHELL_GATEWAY", value_name = "URL")]
+    gateway: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +56,9 @@ enum PolicyCommand {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(g) = cli.gateway {
+        openshell::cli::remote_gateway::set_gateway(g);
+    }
     match cli.command {
         Command::Term(a) => openshell::term::run(a).map(|()| ExitCode::SUCCESS),
         Command::Policy(cmd) => match cmd {

@@ -2,14 +2,16 @@
 //! `OPENSHELL_ENDPOINT`). The policy and its revisions come from the gateway, each revision
 //! is acknowledged once enforced (or refused, with why), and events are pushed to it.
 
-use super::{Control, Reloader};
+use super::{CommandState, Control, Reloader, StatusSink};
 use crate::events::Sink;
 use futures::future::BoxFuture;
 use openshell_proto::pb::supervisor_client::SupervisorClient;
 use openshell_proto::pb::{
-    Event, EventBatch, PolicyAck, RegisterRequest, RegisterResponse, WatchPolicyRequest,
+    Event, EventBatch, Phase, PolicyAck, RegisterRequest, RegisterResponse, StatusReport,
+    WatchPolicyRequest,
 };
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -25,6 +27,9 @@ pub struct Managed {
     registered: RegisterResponse,
     tx: mpsc::Sender<Vec<Event>>,
     rx: Option<mpsc::Receiver<Vec<Event>>>,
+    /// The command's latest state, told again on every reconnection (a report sent while the
+    /// gateway restarted would be lost).
+    state: Arc<Mutex<Option<CommandState>>>,
 }
 
 /// `unix:///path` or a plain path.
@@ -70,6 +75,7 @@ impl Managed {
             registered,
             tx,
             rx: Some(rx),
+            state: Arc::new(Mutex::new(None)),
         })
     }
 }
@@ -86,6 +92,14 @@ impl Control for Managed {
         Box::new(GatewaySink {
             tx: self.tx.clone(),
             socket: self.socket.display().to_string(),
+        })
+    }
+
+    fn status_sink(&mut self) -> Arc<dyn StatusSink> {
+        Arc::new(GatewayStatus {
+            id: self.id.clone(),
+            socket: self.socket.clone(),
+            state: self.state.clone(),
         })
     }
 
@@ -184,6 +198,10 @@ async fn follow_gateway(m: Managed, reloader: Reloader) {
                 error: String::new(),
             })
             .await;
+        let state = m.state.lock().ok().and_then(|s| s.clone());
+        if let Some(state) = state {
+            let _ = client.report_status(report_of(&m.id, &state)).await;
+        }
         let stream = client
             .watch_policy(WatchPolicyRequest {
                 sandbox_id: m.id.clone(),
@@ -217,6 +235,56 @@ async fn follow_gateway(m: Managed, reloader: Reloader) {
                 .await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Tells the gateway the command's state.
+struct GatewayStatus {
+    id: String,
+    socket: PathBuf,
+    state: Arc<Mutex<Option<CommandState>>>,
+}
+
+impl StatusSink for GatewayStatus {
+    fn report(&self, state: CommandState) -> BoxFuture<'static, ()> {
+        if let Ok(mut s) = self.state.lock() {
+            *s = Some(state.clone());
+        }
+        let (socket, report) = (self.socket.clone(), report_of(&self.id, &state));
+        // Until delivered: the caller bounds the wait, and a gateway that is away hears it
+        // again when `follow_gateway` reconnects.
+        Box::pin(async move {
+            loop {
+                if let Ok(channel) = openshell_proto::transport::unix_channel(&socket).await
+                    && SupervisorClient::new(channel)
+                        .report_status(report.clone())
+                        .await
+                        .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+}
+
+fn report_of(id: &str, state: &CommandState) -> StatusReport {
+    let (phase, reason, exit_code) = match state {
+        CommandState::Running => (Phase::Ready, String::new(), 0),
+        CommandState::Exited(code) => (
+            Phase::Stopped,
+            format!("command exited with status {code}"),
+            *code,
+        ),
+        CommandState::Failed(why) => (Phase::Failed, why.clone(), 0),
+    };
+    StatusReport {
+        sandbox_id: id.to_string(),
+        phase: phase.into(),
+        reason,
+        exit_code,
+        pid: std::process::id(),
     }
 }
 

@@ -19,8 +19,36 @@ pub trait Control: Send {
     fn initial_policy(&mut self) -> anyhow::Result<(String, String)>;
     /// Where events are written.
     fn event_sink(&mut self) -> Box<dyn Sink>;
+    /// Where the command's state goes (taken before `follow`).
+    fn status_sink(&mut self) -> Arc<dyn StatusSink>;
     /// Delivers later revisions to `reloader` until the sandbox ends.
     fn follow(self: Box<Self>, reloader: Reloader) -> BoxFuture<'static, ()>;
+}
+
+/// How the sandbox's command is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandState {
+    /// It was executed: the sandbox is ready.
+    Running,
+    /// It exited with this status (128 + the signal when killed).
+    Exited(i32),
+    /// It never ran, and why.
+    Failed(String),
+}
+
+/// Told of every change of [`CommandState`]; `report` resolves once the state was delivered
+/// (the caller bounds how long it waits).
+pub trait StatusSink: Send + Sync {
+    fn report(&self, state: CommandState) -> BoxFuture<'static, ()>;
+}
+
+/// Standalone mode has nobody to tell: the lifecycle events say it.
+struct NoStatus;
+
+impl StatusSink for NoStatus {
+    fn report(&self, _: CommandState) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Applies new revisions to the running sandbox.
@@ -81,6 +109,10 @@ impl Control for Standalone {
 
     fn event_sink(&mut self) -> Box<dyn Sink> {
         Box::new(LogSink::open(&self.log))
+    }
+
+    fn status_sink(&mut self) -> Arc<dyn StatusSink> {
+        Arc::new(NoStatus)
     }
 
     fn follow(self: Box<Self>, reloader: Reloader) -> BoxFuture<'static, ()> {

@@ -63,7 +63,16 @@ impl Report {
             let _ = writeln!(f, "E {}", msg.replace('\n', " "));
         }
     }
+    /// The command was executed: the sandbox is running.
+    fn started(&mut self) {
+        if let Some(f) = self.0.as_mut() {
+            let _ = writeln!(f, "{STARTED}");
+        }
+    }
 }
+
+/// The report line that says the command was executed.
+pub const STARTED: &str = "S";
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
@@ -185,7 +194,6 @@ pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd, net: OwnedFd) -> i32 {
             }
         }
     }
-    drop(report);
     // SIGCHLD arrives through a signalfd so one poll waits for children and exec requests.
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
@@ -198,11 +206,19 @@ pub fn run(spec: &InitSpec, go: OwnedFd, report: OwnedFd, net: OwnedFd) -> i32 {
     ) else {
         return EXIT_SETUP;
     };
-    let main = match spawn(spec, &spec.command, &[], None, prepared, None) {
+    let main = match spawn_main(spec, prepared) {
         Ok(pid) => pid,
-        Err(_) => return EXIT_SETUP,
+        Err(MainFailed { pid, message }) => {
+            report.error(&format!("the command could not start: {message}"));
+            drop(report);
+            return pid.map_or(EXIT_SETUP, reap_until);
+        }
     };
     CHILD.store(main.as_raw(), Ordering::Relaxed);
+    // Only now is the sandbox ready: its command runs (a `ready` before the exec would hide
+    // a command that cannot start).
+    report.started();
+    drop(report);
     super::exec::serve(spec, main, ctl, sfd)
 }
 
@@ -241,6 +257,34 @@ fn spawn_and_wait(
     Ok(reap_until(child))
 }
 
+/// Why the main command did not start: the child (when one was forked, to reap) and what it
+/// said.
+struct MainFailed {
+    pid: Option<Pid>,
+    message: String,
+}
+
+/// Forks the main command and waits until it was executed (its status pipe closes on exec) or
+/// could not be (the child writes why before it exits).
+fn spawn_main(spec: &InitSpec, prepared: confine::Prepared) -> Result<Pid, MainFailed> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| MainFailed {
+        pid: None,
+        message: format!("cannot create a pipe: {e}"),
+    })?;
+    let pid = fork_exec(spec, &spec.command, &[], None, prepared, None, Some(w))
+        .map_err(|message| MainFailed { pid: None, message })?;
+    let mut said = String::new();
+    let _ = std::fs::File::from(r).read_to_string(&mut said);
+    if said.is_empty() {
+        Ok(pid)
+    } else {
+        Err(MainFailed {
+            pid: Some(pid),
+            message: said,
+        })
+    }
+}
+
 /// Forks a confined child running `argv` with the sandbox's environment plus `extra_env`,
 /// in `cwd` (default: the workdir), on `stdio` (default: PID 1's own).
 pub(super) fn spawn(
@@ -250,6 +294,20 @@ pub(super) fn spawn(
     cwd: Option<&Path>,
     prepared: confine::Prepared,
     stdio: Option<[OwnedFd; 3]>,
+) -> Result<Pid, String> {
+    fork_exec(spec, argv, extra_env, cwd, prepared, stdio, None)
+}
+
+/// `spawn`, and when `status` is given the child writes there why it could not exec (the
+/// pipe is close-on-exec: it closes empty when the exec succeeds).
+fn fork_exec(
+    spec: &InitSpec,
+    argv: &[String],
+    extra_env: &[(String, String)],
+    cwd: Option<&Path>,
+    prepared: confine::Prepared,
+    stdio: Option<[OwnedFd; 3]>,
+    status: Option<OwnedFd>,
 ) -> Result<Pid, String> {
     let Some(first) = argv.first() else {
         return Err("no command given".into());
@@ -283,12 +341,23 @@ pub(super) fn spawn(
             }
             // PID 1 blocks SIGCHLD for its signalfd; the command starts with nothing blocked.
             let _ = SigSet::empty().thread_set_mask();
-            let code = exec_child(&cwd, program, &args, &env, prepared);
+            let code = exec_child(&cwd, program, &args, &env, prepared, status.as_ref());
             // SAFETY: _exit is always safe; no destructors must run in the forked child.
             unsafe { libc::_exit(code) }
         }
+        // Our copy of the status pipe's write end closes here, so the reader sees EOF.
         ForkResult::Parent { child } => Ok(child),
     }
+}
+
+/// Says why the command cannot run (on its stderr, and on the status pipe when there is one)
+/// and returns the exit status for it.
+fn cannot(status: Option<&OwnedFd>, code: i32, msg: &str) -> i32 {
+    eprintln!("openshell-sandbox: {msg}");
+    if let Some(fd) = status {
+        let _ = nix::unistd::write(fd, msg.as_bytes());
+    }
+    code
 }
 
 fn exec_child(
@@ -297,13 +366,11 @@ fn exec_child(
     args: &[CString],
     env: &[CString],
     prepared: confine::Prepared,
+    status: Option<&OwnedFd>,
 ) -> i32 {
     let program = match program {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("openshell-sandbox: {e}");
-            return EXIT_NOT_FOUND;
-        }
+        Err(e) => return cannot(status, EXIT_NOT_FOUND, &e),
     };
     let _ = std::env::set_current_dir(cwd);
     // A fork bomb or an fd flood inside stays inside: the host's process table and the
@@ -313,27 +380,37 @@ fn exec_child(
         (nix::sys::resource::Resource::RLIMIT_NOFILE, FILE_LIMIT),
     ] {
         if let Err(e) = nix::sys::resource::setrlimit(res, limit, limit) {
-            eprintln!("openshell-sandbox: cannot set {res:?}: {e}");
-            return EXIT_SETUP;
+            return cannot(status, EXIT_SETUP, &format!("cannot set {res:?}: {e}"));
         }
     }
     if let Err(e) = prepared.enter() {
-        eprintln!("openshell-sandbox: cannot confine the command: {e}");
-        return EXIT_SETUP;
+        return cannot(
+            status,
+            EXIT_SETUP,
+            &format!("cannot confine the command: {e}"),
+        );
     }
     let Ok(path) = CString::new(program.as_os_str().as_encoded_bytes()) else {
-        return EXIT_NOT_FOUND;
+        return cannot(
+            status,
+            EXIT_NOT_FOUND,
+            &format!("{}: the path contains a NUL byte", program.display()),
+        );
     };
     let err = nix::unistd::execve(&path, args, env).err();
-    eprintln!(
-        "openshell-sandbox: cannot run {}: {}",
-        program.display(),
-        err.map(|e| e.desc()).unwrap_or("unknown error")
-    );
-    match err {
+    let code = match err {
         Some(nix::Error::ENOENT) => EXIT_NOT_FOUND,
         _ => EXIT_CANNOT_EXEC,
-    }
+    };
+    cannot(
+        status,
+        code,
+        &format!(
+            "cannot run {}: {}",
+            program.display(),
+            err.map(|e| e.desc()).unwrap_or("unknown error")
+        ),
+    )
 }
 
 /// Reaps every child (orphans re-parent to PID 1) until `main` exits; its status is ours.

@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
+pub use super::remote_gateway::Target;
+
 pub type Client = GatewayClient<Channel>;
 
 /// How long a freshly started gateway may take to answer.
@@ -25,15 +27,26 @@ pub fn sibling(name: &str) -> PathBuf {
 
 /// A client of the running gateway, or None when none answers.
 pub async fn try_connect() -> Option<Client> {
-    let socket = openshell_proto::paths::socket_path();
-    openshell_proto::transport::unix_channel(&socket)
-        .await
-        .ok()
-        .map(|c| GatewayClient::new(c).max_decoding_message_size(64 * 1024 * 1024))
+    match super::remote_gateway::target() {
+        Ok(Target::Local(socket)) => openshell_proto::transport::unix_channel(&socket)
+            .await
+            .ok()
+            .map(client_of),
+        Ok(Target::Remote(r)) => r.connect().await.ok(),
+        Err(_) => None,
+    }
 }
 
-/// A client of the gateway, started first if none runs.
+fn client_of(c: Channel) -> Client {
+    GatewayClient::new(c).max_decoding_message_size(64 * 1024 * 1024)
+}
+
+/// A client of the gateway, started first if none runs (a local one only: a remote gateway
+/// is started on its own host).
 pub async fn connect() -> Result<Client> {
+    if let Target::Remote(r) = super::remote_gateway::target()? {
+        return r.connect().await;
+    }
     if let Some(c) = try_connect().await {
         return Ok(c);
     }
@@ -46,6 +59,11 @@ pub async fn connect() -> Result<Client> {
 /// Starts the gateway in the background (its own session, output to `<state>/gateway.log`)
 /// and waits until it answers.
 pub async fn start() -> Result<()> {
+    start_with(&[]).await
+}
+
+/// `start`, with more arguments for `openshell-gateway` (`--listen tcp://...`).
+pub async fn start_with(args: &[String]) -> Result<()> {
     let state = openshell_proto::paths::state_dir();
     std::fs::create_dir_all(&state)
         .with_context(|| format!("cannot create {}", state.display()))?;
@@ -57,6 +75,7 @@ pub async fn start() -> Result<()> {
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let bin = sibling("openshell-gateway");
     let mut c = Command::new(&bin);
+    c.args(args);
     c.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // SAFETY: only setsid between fork and exec: the gateway outlives this command and its
     // terminal.
@@ -81,6 +100,14 @@ pub async fn start() -> Result<()> {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
+            // It may have lost a race: another command started a gateway at the same moment,
+            // and this one stepped aside once that one served. Use that one.
+            for _ in 0..50 {
+                if try_connect().await.is_some() {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let tail = std::fs::read_to_string(&log_path)
                 .unwrap_or_default()
                 .lines()

@@ -10,7 +10,12 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
     /// Start the gateway in the background (also automatic on first use).
-    Start,
+    Start {
+        /// Also listen for remote clients: tcp://HOST:PORT, with mutual TLS (the CA and a
+        /// client certificate are made in the state dir's tls/ on first use).
+        #[arg(long, value_name = "tcp://HOST:PORT")]
+        listen: Option<String>,
+    },
     /// Stop the gateway; sandboxes keep running and re-attach when it starts again.
     Stop,
     /// Where it listens, its version, uptime and sandbox count.
@@ -22,18 +27,51 @@ pub enum GatewayCommand {
 
 pub async fn gateway(cmd: GatewayCommand) -> Result<()> {
     match cmd {
-        GatewayCommand::Start => {
-            if client::try_connect().await.is_some() {
+        GatewayCommand::Start { listen } => {
+            if let client::Target::Remote(r) = client::Target::current()? {
+                bail!(
+                    "the gateway is remote ({}); start it on its own host",
+                    r.url
+                );
+            }
+            if let Some(l) = &listen
+                && !l.starts_with("tcp://")
+            {
+                bail!("--listen `{l}` is not tcp://HOST:PORT");
+            }
+            if let Some(mut c) = client::try_connect().await {
+                let h = c.health(pb::Empty {}).await.map_err(explain)?.into_inner();
+                if let Some(l) = &listen
+                    && h.listen_tcp != *l
+                {
+                    bail!(
+                        "a gateway is already running (pid {}) without {l}; stop it with `openshell gateway stop`, then start it with --listen",
+                        h.pid
+                    );
+                }
                 println!("the gateway is already running");
                 return Ok(());
             }
-            client::start().await?;
+            let args: Vec<String> = listen
+                .iter()
+                .flat_map(|l| ["--listen".to_string(), l.clone()])
+                .collect();
+            client::start_with(&args).await?;
             println!(
-                "gateway started on {}",
-                openshell_proto::paths::socket_path().display()
+                "gateway started on {}{}",
+                openshell_proto::paths::socket_path().display(),
+                listen
+                    .map(|l| format!(
+                        " and {l} (mTLS; client certificates in {})",
+                        openshell_proto::paths::state_dir().join("tls").display()
+                    ))
+                    .unwrap_or_default()
             );
         }
         GatewayCommand::Stop => {
+            if let client::Target::Remote(r) = client::Target::current()? {
+                bail!("the gateway is remote ({}); stop it on its own host", r.url);
+            }
             let Some(mut c) = client::try_connect().await else {
                 println!("no gateway is running");
                 return Ok(());
@@ -54,7 +92,15 @@ pub async fn gateway(cmd: GatewayCommand) -> Result<()> {
             bail!("the gateway (pid {}) did not stop within 5s", h.pid);
         }
         GatewayCommand::Status { json } => {
-            let Some(mut c) = client::try_connect().await else {
+            // A remote gateway that does not answer is an error worth its reason (certificates,
+            // address), not "no gateway is running".
+            let remote = matches!(client::Target::current()?, client::Target::Remote(_));
+            let found = if remote {
+                Some(client::connect().await?)
+            } else {
+                client::try_connect().await
+            };
+            let Some(mut c) = found else {
                 if json {
                     println!(
                         "{}",
@@ -72,15 +118,21 @@ pub async fn gateway(cmd: GatewayCommand) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    json!({"running": true, "pid": h.pid, "listen": h.listen, "version": h.version,
-                           "uptime_secs": h.uptime_secs, "sandboxes": h.sandbox_count, "state_dir": h.state_dir})
+                    json!({"running": true, "pid": h.pid, "listen": h.listen, "listen_tcp": h.listen_tcp,
+                           "version": h.version, "uptime_secs": h.uptime_secs, "sandboxes": h.sandbox_count,
+                           "state_dir": h.state_dir})
                 );
             } else {
                 println!(
-                    "gateway {} (pid {}) on {}, up {}, {} sandbox{}, state in {}",
+                    "gateway {} (pid {}) on {}{}, up {}, {} sandbox{}, state in {}",
                     h.version,
                     h.pid,
                     h.listen,
+                    if h.listen_tcp.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and {} (mTLS)", h.listen_tcp)
+                    },
                     humantime::format_duration(std::time::Duration::from_secs(h.uptime_secs)),
                     h.sandbox_count,
                     if h.sandbox_count == 1 { "" } else { "es" },
@@ -180,7 +232,7 @@ fn sandbox_json(s: &pb::Sandbox) -> serde_json::Value {
         "name": s.name, "phase": phase(s.phase), "reason": s.reason, "driver": s.driver,
         "policy_revision": s.policy_revision, "enforced_revision": s.acked_revision,
         "created": s.created, "command": s.command, "workdir": s.workdir, "pid": s.pid,
-        "recent_denials": s.recent_denials,
+        "recent_denials": s.recent_denials, "exit_code": s.exit_code,
     })
 }
 
@@ -189,8 +241,7 @@ pub async fn sandbox(cmd: SandboxCommand) -> Result<()> {
     match cmd {
         SandboxCommand::Create(a) => {
             let policy_yaml = match &a.policy {
-                Some(p) => std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read {}", p.display()))?,
+                Some(p) => super::policy_file::read_checked(p)?,
                 None => String::new(),
             };
             let workdir = match &a.workdir {
@@ -378,6 +429,17 @@ pub async fn sandbox(cmd: SandboxCommand) -> Result<()> {
             for n in &r.deleted {
                 println!("deleted {n}");
             }
+            // `--all` goes on past a sandbox that cannot be deleted: each one says why.
+            for f in &r.failures {
+                eprintln!("cannot delete {f}");
+            }
+            if !r.failures.is_empty() {
+                bail!(
+                    "{} sandbox{} could not be deleted",
+                    r.failures.len(),
+                    if r.failures.len() == 1 { "" } else { "es" }
+                );
+            }
         }
     }
     Ok(())
@@ -471,8 +533,7 @@ pub async fn policy(cmd: RemotePolicy) -> Result<()> {
             timeout,
             json,
         } => {
-            let text = std::fs::read_to_string(&policy)
-                .with_context(|| format!("cannot read {}", policy.display()))?;
+            let text = super::policy_file::read_checked(&policy)?;
             let r = c
                 .set_policy(pb::SetPolicyRequest {
                     sandbox: name.clone(),
