@@ -3,22 +3,30 @@
 //! The shape: [`state`] is plain data with `update` functions (keys → named actions via the
 //! [`keymap`], gateway results → messages), [`ui`] renders a frame from state alone with styles
 //! from the [`theme`], and [`net`] runs all gateway I/O in background tasks that report back on
-//! a channel. The event loop here only wires them together.
+//! a channel. The event loop here ([`App::run`]) only wires them together; [`reload`] swaps in
+//! edited theme and keymap files.
 
 pub mod keymap;
 pub mod net;
+pub mod reload;
 pub mod state;
 pub mod theme;
 pub mod ui;
 
 use anyhow::{Context, Result};
-use crossterm::event::{Event, EventStream, KeyEventKind};
-use futures::StreamExt;
-use keymap::{Key, Keymap};
-use state::State;
+use crossterm::event::{
+    DisableMouseCapture, EnableMouseCapture, Event, EventStream, KeyEventKind, MouseEventKind,
+};
+use futures::{Stream, StreamExt};
+use keymap::{Action, Key, Keymap};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use state::{Effect, Msg, State};
 use std::path::PathBuf;
 use std::time::Duration;
 use theme::Theme;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Options of `openshell term`.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,64 +75,192 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// How often a frame may be drawn for gateway messages alone (a burst of log lines); keys,
+/// mouse scrolls and resizes are drawn at once.
+pub const FRAME: Duration = Duration::from_millis(16);
+
+/// Lines the mouse wheel moves per notch.
+const WHEEL_LINES: usize = 3;
+
 /// Runs the app until the user quits. The terminal is restored on return and on panic
-/// (ratatui's init installs a panic hook that restores it before the default hook prints).
+/// (ratatui's init installs a panic hook that restores it before the default hook prints; ours
+/// releases the mouse first).
 pub fn run(args: TermArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Watching starts before the files are loaded, so no edit falls in between.
+    let config = config_dir().and_then(|d| {
+        reload::ConfigWatch::start(&d, &args.theme, &args.keymap)
+            .map_err(|e| tracing::debug!("no live reload of themes and keymaps: {e}"))
+            .ok()
+    });
     let (state, theme, keymap) = setup(&args);
-    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    let res = rt.block_on(event_loop(&mut terminal, state, theme, keymap));
+    let terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        hook(info);
+    }));
+    if let Err(e) = crossterm::execute!(std::io::stdout(), EnableMouseCapture) {
+        ratatui::restore();
+        return Err(e).context("cannot capture the mouse");
+    }
+    let mut app = App::new(terminal, state, theme, keymap);
+    app.config = config;
+    let res = rt.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut net = net::Net::start(tx);
+        app.run(EventStream::new(), rx, |e| net.run(e)).await
+    });
+    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
     rt.shutdown_timeout(Duration::from_millis(100));
     res
 }
 
-async fn event_loop(
-    terminal: &mut ratatui::DefaultTerminal,
-    mut state: State,
-    theme: Theme,
-    keymap: Keymap,
-) -> Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut net = net::Net::start(tx);
-    let mut events = EventStream::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        state.now = now();
-        terminal.draw(|f| ui::render(&state, &theme, &keymap, f))?;
-        let mut effects = vec![];
-        tokio::select! {
-            ev = events.next() => match ev {
-                Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
-                    effects = state.key(Key::from_event(&k), &keymap);
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => state.error(format!("terminal input: {e}")),
-                None => break,
-            },
-            msg = rx.recv() => {
-                if let Some(m) = msg {
-                    effects = state.msg(m);
-                    // Drain a burst before the next frame, bounded so keys stay responsive.
-                    for _ in 0..1024 {
-                        match rx.try_recv() {
-                            Ok(m) => effects.extend(state.msg(m)),
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-            _ = tick.tick() => {}
-        }
-        for e in effects {
-            net.run(e);
-        }
-        if state.quit {
-            break;
+/// A watcher of frames: the state drawn and the frame's number.
+pub type OnFrame = Box<dyn FnMut(&State, u64) + Send>;
+
+/// The running app: the terminal it draws on (generic, so tests and benches use ratatui's
+/// `TestBackend`), its state, theme and keymap.
+pub struct App<B: Backend> {
+    pub terminal: Terminal<B>,
+    pub state: State,
+    pub theme: Theme,
+    pub keymap: Keymap,
+    /// Live reload of the theme and keymap files, when watching works.
+    pub config: Option<reload::ConfigWatch>,
+    /// Frames drawn so far.
+    pub frames: u64,
+    /// Called after every frame with the state it showed (tests and benches watch it).
+    pub on_frame: Option<OnFrame>,
+}
+
+impl<B: Backend> App<B>
+where
+    B::Error: Send + Sync + 'static,
+{
+    pub fn new(terminal: Terminal<B>, state: State, theme: Theme, keymap: Keymap) -> App<B> {
+        App {
+            terminal,
+            state,
+            theme,
+            keymap,
+            config: None,
+            frames: 0,
+            on_frame: None,
         }
     }
-    Ok(())
+
+    fn draw(&mut self) -> Result<()> {
+        self.state.now = now();
+        let (state, theme, keymap) = (&self.state, &self.theme, &self.keymap);
+        self.terminal
+            .draw(|f| ui::render(state, theme, keymap, f))?;
+        self.frames += 1;
+        if let Some(f) = self.on_frame.as_mut() {
+            f(&self.state, self.frames);
+        }
+        Ok(())
+    }
+
+    /// The event loop, until the user quits or `input` ends: terminal events from `input`
+    /// (crossterm's `EventStream`, or a channel), gateway messages from `msgs`, and each
+    /// resulting effect handed to `effect` (the background tasks, or a test's list).
+    ///
+    /// Input comes first whenever both are ready, and a key is drawn before anything else
+    /// happens; message bursts are applied in bounded batches and drawn at most every
+    /// [`FRAME`], so a flood of log lines never delays a key by more than one batch.
+    pub async fn run<E>(
+        &mut self,
+        mut input: E,
+        mut msgs: mpsc::UnboundedReceiver<Msg>,
+        mut effect: impl FnMut(Effect),
+    ) -> Result<()>
+    where
+        E: Stream<Item = std::io::Result<Event>> + Unpin,
+    {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut msgs_open = true;
+        // Something to draw; `urgent` draws it now rather than at the next frame slot.
+        let (mut dirty, mut urgent) = (true, true);
+        let mut last = Instant::now();
+        loop {
+            if dirty && (urgent || last.elapsed() >= FRAME) {
+                self.draw()?;
+                (dirty, urgent) = (false, false);
+                last = Instant::now();
+            }
+            let mut effects = vec![];
+            let config = self.config.as_mut();
+            tokio::select! {
+                biased;
+                ev = input.next() => match ev {
+                    Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
+                        effects = self.state.key(Key::from_event(&k), &self.keymap);
+                        (dirty, urgent) = (true, true);
+                    }
+                    Some(Ok(Event::Mouse(m))) => {
+                        let action = match m.kind {
+                            MouseEventKind::ScrollUp => Some(Action::Up),
+                            MouseEventKind::ScrollDown => Some(Action::Down),
+                            _ => None,
+                        };
+                        // Only where the action means something here (not in a text input).
+                        if let Some(a) = action.filter(|a| {
+                            self.state.input.is_none() && self.state.available().contains(a)
+                        }) {
+                            for _ in 0..WHEEL_LINES {
+                                effects.extend(self.state.action(a));
+                            }
+                            (dirty, urgent) = (true, true);
+                        }
+                    }
+                    Some(Ok(Event::Resize(..))) => (dirty, urgent) = (true, true),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        self.state.error(format!("terminal input: {e}"));
+                        dirty = true;
+                    }
+                    None => break,
+                },
+                reloads = async {
+                    match config {
+                        Some(c) => c.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    reload::apply(reloads, &mut self.state, &mut self.theme, &mut self.keymap);
+                    (dirty, urgent) = (true, true);
+                }
+                msg = msgs.recv(), if msgs_open => match msg {
+                    Some(m) => {
+                        effects = self.state.msg(m);
+                        // Drain a burst before the next frame, bounded so keys stay responsive.
+                        for _ in 0..1024 {
+                            match msgs.try_recv() {
+                                Ok(m) => effects.extend(self.state.msg(m)),
+                                Err(_) => break,
+                            }
+                        }
+                        dirty = true;
+                    }
+                    None => msgs_open = false,
+                },
+                _ = tokio::time::sleep_until(last + FRAME), if dirty => {}
+                // Ages in the tables move on.
+                _ = tick.tick() => dirty = true,
+            }
+            for e in effects {
+                effect(e);
+            }
+            if self.state.quit {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
