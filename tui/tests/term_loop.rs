@@ -2,10 +2,10 @@
 //! messages come from channels, frames go to ratatui's `TestBackend`, effects to a list.
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
-use openshell::term::App;
 use openshell::term::keymap::Keymap;
 use openshell::term::state::{Effect, Msg, State};
 use openshell::term::theme::Theme;
+use openshell::term::{App, FrameInfo};
 use openshell_proto::pb;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -60,7 +60,7 @@ fn start() -> Harness {
     );
     let seen: Seen = Arc::default();
     let s = seen.clone();
-    app.on_frame = Some(Box::new(move |st: &State, _| {
+    app.on_frame = Some(Box::new(move |st: &State, _: FrameInfo| {
         let status = st
             .status
             .as_ref()
@@ -119,9 +119,10 @@ async fn wheel_scrolls_three_rows_where_up_and_down_apply() {
     h.input
         .send(wheel(MouseEventKind::ScrollDown))
         .expect("send");
+    h.frame(m, "row 6", |f| f.0 == 6).await;
+    let m = h.mark();
     h.input.send(wheel(MouseEventKind::ScrollUp)).expect("send");
     h.input.send(wheel(MouseEventKind::Moved)).expect("send");
-    h.frame(m, "row 6", |f| f.0 == 6).await;
     h.frame(m, "row 3 again", |f| f.0 == 3).await;
     // In help, up and down do nothing: the wheel neither.
     let m = h.mark();

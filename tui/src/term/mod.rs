@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use crossterm::event::{
     DisableMouseCapture, EnableMouseCapture, Event, EventStream, KeyEventKind, MouseEventKind,
 };
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use keymap::{Action, Key, Keymap};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
@@ -120,8 +120,15 @@ pub fn run(args: TermArgs) -> Result<()> {
     res
 }
 
-/// A watcher of frames: the state drawn and the frame's number.
-pub type OnFrame = Box<dyn FnMut(&State, u64) + Send>;
+/// A frame just drawn: its number (from 1) and when its drawing started.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameInfo {
+    pub n: u64,
+    pub started: std::time::Instant,
+}
+
+/// A watcher of frames: the state drawn and which frame it was.
+pub type OnFrame = Box<dyn FnMut(&State, FrameInfo) + Send>;
 
 /// The running app: the terminal it draws on (generic, so tests and benches use ratatui's
 /// `TestBackend`), its state, theme and keymap.
@@ -136,6 +143,20 @@ pub struct App<B: Backend> {
     pub frames: u64,
     /// Called after every frame with the state it showed (tests and benches watch it).
     pub on_frame: Option<OnFrame>,
+}
+
+/// What the screen needs: `dirty` when something changed, `urgent` when the user did it (so
+/// it is drawn now rather than at the next frame slot).
+#[derive(Debug, Default)]
+struct Redraw {
+    dirty: bool,
+    urgent: bool,
+}
+
+impl Redraw {
+    fn now(&mut self) {
+        (self.dirty, self.urgent) = (true, true);
+    }
 }
 
 impl<B: Backend> App<B>
@@ -155,24 +176,69 @@ where
     }
 
     fn draw(&mut self) -> Result<()> {
+        let started = std::time::Instant::now();
         self.state.now = now();
         let (state, theme, keymap) = (&self.state, &self.theme, &self.keymap);
         self.terminal
             .draw(|f| ui::render(state, theme, keymap, f))?;
         self.frames += 1;
         if let Some(f) = self.on_frame.as_mut() {
-            f(&self.state, self.frames);
+            let info = FrameInfo {
+                n: self.frames,
+                started,
+            };
+            f(&self.state, info);
         }
         Ok(())
+    }
+
+    /// One terminal event (None: the input ended). False when the loop should stop.
+    fn input(
+        &mut self,
+        ev: Option<std::io::Result<Event>>,
+        effects: &mut Vec<Effect>,
+        redraw: &mut Redraw,
+    ) -> bool {
+        match ev {
+            Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
+                effects.extend(self.state.key(Key::from_event(&k), &self.keymap));
+                redraw.now();
+            }
+            Some(Ok(Event::Mouse(m))) => {
+                let action = match m.kind {
+                    MouseEventKind::ScrollUp => Some(Action::Up),
+                    MouseEventKind::ScrollDown => Some(Action::Down),
+                    _ => None,
+                };
+                // Only where the action means something here (not in a text input); other
+                // mouse events (moves, clicks) change nothing and draw nothing.
+                if let Some(a) = action
+                    .filter(|a| self.state.input.is_none() && self.state.available().contains(a))
+                {
+                    for _ in 0..WHEEL_LINES {
+                        effects.extend(self.state.action(a));
+                    }
+                    redraw.now();
+                }
+            }
+            Some(Ok(Event::Resize(..))) => redraw.now(),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                self.state.error(format!("terminal input: {e}"));
+                redraw.now();
+            }
+            None => return false,
+        }
+        true
     }
 
     /// The event loop, until the user quits or `input` ends: terminal events from `input`
     /// (crossterm's `EventStream`, or a channel), gateway messages from `msgs`, and each
     /// resulting effect handed to `effect` (the background tasks, or a test's list).
     ///
-    /// Input comes first whenever both are ready, and a key is drawn before anything else
-    /// happens; message bursts are applied in bounded batches and drawn at most every
-    /// [`FRAME`], so a flood of log lines never delays a key by more than one batch.
+    /// Input comes first whenever both are ready, and what arrived while a batch of messages
+    /// was applied is taken before the frame is drawn, so a key shows in the next frame.
+    /// Message bursts are applied in bounded batches and drawn at most every [`FRAME`].
     pub async fn run<E>(
         &mut self,
         mut input: E,
@@ -185,48 +251,16 @@ where
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut msgs_open = true;
-        // Something to draw; `urgent` draws it now rather than at the next frame slot.
-        let (mut dirty, mut urgent) = (true, true);
+        let mut redraw = Redraw::default();
+        self.draw()?;
         let mut last = Instant::now();
         loop {
-            if dirty && (urgent || last.elapsed() >= FRAME) {
-                self.draw()?;
-                (dirty, urgent) = (false, false);
-                last = Instant::now();
-            }
             let mut effects = vec![];
+            let mut open = true;
             let config = self.config.as_mut();
             tokio::select! {
                 biased;
-                ev = input.next() => match ev {
-                    Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
-                        effects = self.state.key(Key::from_event(&k), &self.keymap);
-                        (dirty, urgent) = (true, true);
-                    }
-                    Some(Ok(Event::Mouse(m))) => {
-                        let action = match m.kind {
-                            MouseEventKind::ScrollUp => Some(Action::Up),
-                            MouseEventKind::ScrollDown => Some(Action::Down),
-                            _ => None,
-                        };
-                        // Only where the action means something here (not in a text input).
-                        if let Some(a) = action.filter(|a| {
-                            self.state.input.is_none() && self.state.available().contains(a)
-                        }) {
-                            for _ in 0..WHEEL_LINES {
-                                effects.extend(self.state.action(a));
-                            }
-                            (dirty, urgent) = (true, true);
-                        }
-                    }
-                    Some(Ok(Event::Resize(..))) => (dirty, urgent) = (true, true),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        self.state.error(format!("terminal input: {e}"));
-                        dirty = true;
-                    }
-                    None => break,
-                },
+                ev = input.next() => open = self.input(ev, &mut effects, &mut redraw),
                 reloads = async {
                     match config {
                         Some(c) => c.next().await,
@@ -234,7 +268,7 @@ where
                     }
                 } => {
                     reload::apply(reloads, &mut self.state, &mut self.theme, &mut self.keymap);
-                    (dirty, urgent) = (true, true);
+                    redraw.now();
                 }
                 msg = msgs.recv(), if msgs_open => match msg {
                     Some(m) => {
@@ -246,19 +280,28 @@ where
                                 Err(_) => break,
                             }
                         }
-                        dirty = true;
+                        redraw.dirty = true;
                     }
                     None => msgs_open = false,
                 },
-                _ = tokio::time::sleep_until(last + FRAME), if dirty => {}
+                _ = tokio::time::sleep_until(last + FRAME), if redraw.dirty => {}
                 // Ages in the tables move on.
-                _ = tick.tick() => dirty = true,
+                _ = tick.tick() => redraw.dirty = true,
+            }
+            // Keys typed meanwhile belong in this frame, not the one after.
+            while open && let Some(ev) = input.next().now_or_never() {
+                open = self.input(ev, &mut effects, &mut redraw);
             }
             for e in effects {
                 effect(e);
             }
-            if self.state.quit {
+            if self.state.quit || !open {
                 break;
+            }
+            if redraw.dirty && (redraw.urgent || last.elapsed() >= FRAME) {
+                self.draw()?;
+                redraw = Redraw::default();
+                last = Instant::now();
             }
         }
         Ok(())
