@@ -155,7 +155,7 @@ impl SandboxTable {
 /// Keeps the sandbox table live from the gateway's `WatchSandboxes` stream (no polling), checks
 /// health every [`HEALTH`] for the header, polls the watched sandbox's denials every
 /// [`DENIALS`], and reconnects with backoff when the gateway or the stream goes away.
-async fn poll(tx: mpsc::UnboundedSender<Msg>, watched: watch::Receiver<Option<String>>) {
+async fn poll(tx: mpsc::UnboundedSender<Msg>, mut watched: watch::Receiver<Option<String>>) {
     let mut client = match client::connect().await {
         Ok(c) => Some(c),
         Err(e) => {
@@ -218,6 +218,15 @@ async fn poll(tx: mpsc::UnboundedSender<Msg>, watched: watch::Receiver<Option<St
                 let _ = tx.send(Msg::Health(Ok(h)));
                 Ok(())
             }.await.map_err(|e| (false, e)),
+            // A sandbox just opened: its denials now, not at the next tick.
+            changed = watched.changed() => match changed {
+                Ok(()) => {
+                    denials.reset_immediately();
+                    Ok(())
+                }
+                // The Net is gone, and this task with it.
+                Err(_) => return,
+            },
             _ = denials.tick() => async {
                 let name = watched.borrow().clone();
                 if let Some(sandbox) = name {
