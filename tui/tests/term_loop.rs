@@ -3,6 +3,7 @@
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use openshell::term::keymap::Keymap;
+use openshell::term::reload::ConfigWatch;
 use openshell::term::state::{Effect, Msg, State};
 use openshell::term::theme::Theme;
 use openshell::term::{App, FrameInfo};
@@ -51,13 +52,18 @@ struct Harness {
 }
 
 fn start() -> Harness {
+    start_with(Theme::default_theme(), None)
+}
+
+fn start_with(theme: Theme, config: Option<ConfigWatch>) -> Harness {
     let terminal = Terminal::new(TestBackend::new(100, 30)).expect("test terminal");
     let mut app = App::new(
         terminal,
         State::new("sock", "0.1.0"),
-        Theme::default_theme(),
+        theme,
         Keymap::default_keymap(),
     );
+    app.config = config;
     let seen: Seen = Arc::default();
     let s = seen.clone();
     app.on_frame = Some(Box::new(move |st: &State, _: FrameInfo| {
@@ -174,4 +180,34 @@ async fn keys_come_before_a_message_flood_and_effects_are_handed_out() {
         app.state.status.is_none_or(|s| s.text != "burst 49999"),
         "the flood was applied before the key"
     );
+}
+
+#[tokio::test]
+async fn an_edited_theme_is_swapped_in_and_drawn() {
+    use ratatui::style::{Color, Style};
+    let dir = tempfile::tempdir().expect("test fixture");
+    let themes = dir.path().join("themes");
+    std::fs::create_dir_all(&themes).expect("test fixture");
+    let file = themes.join("default.yaml");
+    std::fs::write(&file, "styles:\n  deny: { fg: magenta }\n").expect("test fixture");
+    let watch = ConfigWatch::start(dir.path(), "default", "default").expect("watch");
+    let (theme, err) = Theme::load(Some(dir.path()), "default");
+    assert_eq!(err, None);
+    let h = start_with(theme, Some(watch));
+    h.frame(0, "the first frame", |_| true).await;
+    let m = h.mark();
+    // Saved as most editors do: a new file renamed over the old.
+    let tmp = themes.join("default.yaml.tmp");
+    std::fs::write(&tmp, "styles:\n  deny: { fg: cyan }\n").expect("test fixture");
+    std::fs::rename(&tmp, &file).expect("test fixture");
+    h.frame(m, "the reload in the status line", |f| {
+        f.2.contains("theme default reloaded")
+    })
+    .await;
+    drop(h.input);
+    let (app, _) = tokio::time::timeout(Duration::from_secs(10), h.app)
+        .await
+        .expect("the closed input ends the loop")
+        .expect("the loop task");
+    assert_eq!(app.theme.style("deny"), Style::default().fg(Color::Cyan));
 }

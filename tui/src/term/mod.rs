@@ -91,12 +91,26 @@ pub fn run(args: TermArgs) -> Result<()> {
         .enable_all()
         .build()?;
     // Watching starts before the files are loaded, so no edit falls in between.
-    let config = config_dir().and_then(|d| {
-        reload::ConfigWatch::start(&d, &args.theme, &args.keymap)
-            .map_err(|e| tracing::debug!("no live reload of themes and keymaps: {e}"))
-            .ok()
-    });
-    let (state, theme, keymap) = setup(&args);
+    let watch = config_dir().map(|d| reload::ConfigWatch::start(&d, &args.theme, &args.keymap));
+    let (mut state, theme, keymap) = setup(&args);
+    let config = match watch {
+        Some(Ok(w)) => Some(w),
+        // Not fatal (out of inotify watches, say): the app works, edits need a restart.
+        Some(Err(e)) => {
+            // After the files' own errors, if any.
+            let before = state
+                .status
+                .take()
+                .filter(|s| s.error)
+                .map(|s| s.text + "; ")
+                .unwrap_or_default();
+            state.error(format!(
+                "{before}theme and keymap files will not reload when edited: {e}"
+            ));
+            None
+        }
+        None => None,
+    };
     let terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
