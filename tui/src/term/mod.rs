@@ -79,6 +79,10 @@ fn now() -> i64 {
 /// mouse scrolls and resizes are drawn at once.
 pub const FRAME: Duration = Duration::from_millis(16);
 
+/// How long one turn of the loop may spend applying queued gateway messages before it looks
+/// at input and the screen again.
+pub const APPLY_BUDGET: Duration = Duration::from_millis(4);
+
 /// Lines the mouse wheel moves per notch.
 const WHEEL_LINES: usize = 3;
 
@@ -252,7 +256,8 @@ where
     ///
     /// Input comes first whenever both are ready, and what arrived while a batch of messages
     /// was applied is taken before the frame is drawn, so a key shows in the next frame.
-    /// Message bursts are applied in bounded batches and drawn at most every [`FRAME`].
+    /// Message bursts are applied for at most [`APPLY_BUDGET`] at a time and drawn at most every
+    /// [`FRAME`].
     pub async fn run<E>(
         &mut self,
         mut input: E,
@@ -286,9 +291,11 @@ where
                 }
                 msg = msgs.recv(), if msgs_open => match msg {
                     Some(m) => {
+                        let started = Instant::now();
                         effects = self.state.msg(m);
-                        // Drain a burst before the next frame, bounded so keys stay responsive.
-                        for _ in 0..1024 {
+                        // Drain a burst before the next frame, bounded in time (a message may
+                        // carry one line or thousands) so keys and frames keep coming.
+                        while started.elapsed() < APPLY_BUDGET {
                             match msgs.try_recv() {
                                 Ok(m) => effects.extend(self.state.msg(m)),
                                 Err(_) => break,
