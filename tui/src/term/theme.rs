@@ -71,6 +71,27 @@ pub const STYLE_NAMES: &[&str] = &[
     "checkbox_on",
 ];
 
+/// The built-in theme names, then the user's `<config>/themes/*.yaml` that add new ones.
+pub fn names(config_dir: Option<&Path>) -> Vec<String> {
+    let mut out: Vec<String> = BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
+    let mut user: Vec<String> = config_dir
+        .and_then(|d| std::fs::read_dir(d.join("themes")).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".yaml"))
+                .map(String::from)
+        })
+        .filter(|n| !out.contains(n))
+        .collect();
+    user.sort();
+    out.append(&mut user);
+    out
+}
+
 /// A set of named styles.
 #[derive(Debug, Clone)]
 pub struct Theme {

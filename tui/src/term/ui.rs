@@ -112,8 +112,10 @@ fn render_home(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
         &state.filter,
         theme,
     );
-    let header = Row::new(["NAME", "PHASE", "DRIVER", "REV", "AGE", "DENIALS"])
-        .style(theme.style("table_header"));
+    let header = Row::new([
+        "NAME", "PHASE", "DRIVER", "REV", "AGE", "DENIALS", "CPU", "MEM",
+    ])
+    .style(theme.style("table_header"));
     let rows = list.iter().map(|s| {
         let phase = phase_name(s.phase);
         let rev = if s.acked_revision == s.policy_revision {
@@ -133,6 +135,8 @@ fn render_home(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
             Cell::from(rev),
             Cell::from(age(state.now, &s.created)),
             denials,
+            Cell::from(cpu(s.cpu_percent)),
+            Cell::from(bytes(s.memory_bytes)),
         ])
         .style(theme.style("row"))
     });
@@ -145,6 +149,8 @@ fn render_home(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
             Constraint::Length(7),
             Constraint::Length(6),
             Constraint::Length(8),
+            Constraint::Length(5),
+            Constraint::Length(6),
         ],
     )
     .header(header)
@@ -233,6 +239,34 @@ fn render_themes(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
         .row_highlight_style(theme.style("row_selected"));
     let mut ts = TableState::default().with_selected(Some(state.theme_selected));
     frame.render_stateful_widget(table, area, &mut ts);
+}
+
+/// CPU use as the driver reports it; `-` when it does not (0).
+fn cpu(percent: f64) -> String {
+    match percent {
+        p if !p.is_finite() || p <= 0.0 => "-".into(),
+        p if p < 10.0 => format!("{p:.1}%"),
+        p => format!("{p:.0}%"),
+    }
+}
+
+/// Memory in the largest unit that keeps it short (`512M`, `1.5G`); `-` when unknown (0).
+fn bytes(n: u64) -> String {
+    if n == 0 {
+        return "-".into();
+    }
+    let mut v = n as f64;
+    for unit in ["B", "K", "M", "G"] {
+        if v < 1024.0 {
+            return if v < 10.0 && unit != "B" {
+                format!("{v:.1}{unit}")
+            } else {
+                format!("{v:.0}{unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    format!("{v:.1}T")
 }
 
 fn render_sandbox(
