@@ -19,6 +19,8 @@ pub struct Events {
     tx: mpsc::Sender<Event>,
     dropped: Arc<std::sync::atomic::AtomicU64>,
     finishing: Arc<std::sync::atomic::AtomicBool>,
+    /// The writer thread, woken early by [`Events::finish`].
+    writer: Arc<std::sync::OnceLock<std::thread::Thread>>,
 }
 
 impl Events {
@@ -31,6 +33,7 @@ impl Events {
                 tx,
                 dropped: Arc::default(),
                 finishing: Arc::default(),
+                writer: Arc::default(),
             },
             rx,
         )
@@ -97,6 +100,9 @@ impl Events {
         };
         // Waits for room: the marker must not be dropped like an event in a flood.
         let _ = self.tx.blocking_send(e);
+        if let Some(t) = self.writer.get() {
+            t.unpark();
+        }
     }
 }
 
@@ -108,16 +114,21 @@ pub fn spawn_writer(
     mut sink: Box<dyn Sink>,
 ) -> std::thread::JoinHandle<()> {
     let finishing = events.finishing.clone();
+    let writer = events.writer.clone();
     std::thread::spawn(move || {
+        let _ = writer.set(std::thread::current());
         let mut batch = Vec::with_capacity(1024);
         while let Some(e) = rx.blocking_recv() {
             // Let a burst gather: one wake-up and one write per batch, not per event, so a
-            // busy proxy does not pay a thread switch for every request it logs.
+            // busy proxy does not pay a thread switch for every request it logs. One sleep
+            // for the window (not a wake-up every millisecond); `finish` cuts it short.
             let gather = std::time::Instant::now();
-            while gather.elapsed() < BATCH_WINDOW
-                && !finishing.load(std::sync::atomic::Ordering::Relaxed)
-            {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            while !finishing.load(std::sync::atomic::Ordering::Relaxed) {
+                let waited = gather.elapsed();
+                if waited >= BATCH_WINDOW {
+                    break;
+                }
+                std::thread::park_timeout(BATCH_WINDOW - waited);
             }
             batch.clear();
             let mut stop = e.kind == STOP;

@@ -2,6 +2,7 @@
 
 use super::deny::{self, Body};
 use super::inspect::{self, Conn, Upstream};
+use super::prefixed::Prefixed;
 use super::{Caller, Shared, Target, upstream};
 use crate::engine::{Decision, Layer, request};
 use bytes::Bytes;
@@ -25,8 +26,131 @@ pub fn full(r: Response<Bytes>) -> Response<ProxyBody> {
     })
 }
 
+/// The longest request head the CONNECT fast path reads itself; a longer one goes to the
+/// full HTTP server.
+const HEAD_LIMIT: usize = 8 * 1024;
+
+/// What the first request head on a connection is.
+enum Head {
+    /// Not all there yet.
+    Partial,
+    /// A complete, plain `CONNECT` (no body): its length and request target.
+    Connect(usize, String),
+    /// Anything else: the full HTTP server deals with it.
+    Other,
+}
+
+fn parse_head(buf: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Ok(httparse::Status::Complete(n)) => {
+            // A CONNECT carrying a body is unusual: leave its framing to hyper.
+            let framed = req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("content-length")
+                    || h.name.eq_ignore_ascii_case("transfer-encoding")
+            });
+            match (req.method, req.path) {
+                (Some("CONNECT"), Some(path)) if !framed => Head::Connect(n, path.to_string()),
+                _ => Head::Other,
+            }
+        }
+        Err(_) => Head::Other,
+    }
+}
+
 /// Serves one client connection from the sandbox until it closes.
-pub async fn serve_client(stream: TcpStream, shared: Arc<Shared>, caller: Caller) {
+///
+/// A connection that opens with a plain `CONNECT` (nearly all of them) is answered here
+/// without the HTTP server: the head is parsed, decided and answered in place, and the
+/// socket itself goes on to the tunnel (kernel splice). Everything else, and any head this
+/// does not understand, is served by hyper exactly as before, the bytes read so far put back.
+pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Caller) {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::with_capacity(1024);
+    let (len, path) = loop {
+        match stream.read_buf(&mut head).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        match parse_head(&head) {
+            Head::Partial if head.len() < HEAD_LIMIT => continue,
+            Head::Connect(len, path) => break (len, path),
+            Head::Partial | Head::Other => {
+                return serve_http(Prefixed::new(head, stream), shared, caller).await;
+            }
+        }
+    };
+    // The request target as hyper reads it; one it would refuse, it refuses itself.
+    let Ok(uri) = path.parse::<http::Uri>() else {
+        return serve_http(Prefixed::new(head, stream), shared, caller).await;
+    };
+    let early = head.split_off(len);
+    drop(head);
+    let t = match target_of(uri.authority(), None) {
+        Ok(t) => t,
+        Err(r) => return answer_and_close(stream, &r).await,
+    };
+    let (decision, ips, pinned, upstream) = match open(&shared, &t, &caller).await {
+        Ok(x) => x,
+        Err(r) => return answer_and_close(stream, &r).await,
+    };
+    {
+        use tokio::io::AsyncWriteExt;
+        if stream
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let conn = Conn {
+        shared,
+        caller,
+        target: t,
+        ips,
+        pinned,
+    };
+    if decision.inspect {
+        inspect::tunnel(Prefixed::new(early, stream), upstream, conn).await;
+    } else {
+        inspect::passthrough_tcp(stream, &early, upstream, conn).await;
+    }
+}
+
+/// Writes a refusal the way hyper would frame it, then closes the connection.
+async fn answer_and_close(mut stream: TcpStream, r: &Response<Bytes>) {
+    use std::fmt::Write as _;
+    use tokio::io::AsyncWriteExt;
+    let mut text = String::with_capacity(256);
+    let _ = write!(
+        text,
+        "HTTP/1.1 {} {}\r\n",
+        r.status().as_str(),
+        r.status().canonical_reason().unwrap_or("")
+    );
+    let mut out = text.into_bytes();
+    for (k, v) in r.headers() {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", r.body().len()).as_bytes());
+    out.extend_from_slice(r.body());
+    if stream.write_all(&out).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Serves a connection with the full HTTP/1 server: absolute-form requests, and anything the
+/// fast path left alone.
+async fn serve_http<S>(stream: S, shared: Arc<Shared>, caller: Caller)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let caller = caller.clone();
@@ -60,13 +184,13 @@ async fn route(req: Request<Incoming>, shared: Arc<Shared>, caller: Caller) -> R
 fn target_of(
     authority: Option<&http::uri::Authority>,
     default_port: Option<u16>,
-) -> Result<Target, Box<Response<ProxyBody>>> {
+) -> Result<Target, Box<Response<Bytes>>> {
     let bad = |detail: String| {
-        Box::new(full(deny::response(
+        Box::new(deny::response(
             StatusCode::BAD_REQUEST,
             &Body::new("bad_request", detail),
             true,
-        )))
+        ))
     };
     let Some(a) = authority else {
         return Err(bad("the request names no host".into()));
@@ -99,8 +223,8 @@ pub fn refuse_network(d: &Decision, t: &Target, caller: &Caller) -> Response<Byt
     deny::response(StatusCode::FORBIDDEN, &body, true)
 }
 
-fn bad_gateway(t: &Target, why: &str) -> Response<ProxyBody> {
-    full(deny::response(
+fn bad_gateway(t: &Target, why: &str) -> Response<Bytes> {
+    deny::response(
         StatusCode::BAD_GATEWAY,
         &Body::new(
             "upstream_unreachable",
@@ -109,7 +233,7 @@ fn bad_gateway(t: &Target, why: &str) -> Response<ProxyBody> {
         .field("host", t.host.clone())
         .field("port", t.port),
         true,
-    ))
+    )
 }
 
 /// Decides, resolves and connects: the common path of CONNECT and absolute-form requests.
@@ -118,11 +242,11 @@ pub async fn open(
     shared: &Shared,
     t: &Target,
     caller: &Caller,
-) -> Result<(Decision, Vec<IpAddr>, bool, TcpStream), Response<ProxyBody>> {
+) -> Result<(Decision, Vec<IpAddr>, bool, TcpStream), Response<Bytes>> {
     let d = shared.decide(t, caller, None);
     if d.is_denied() {
         shared.events.emit(shared.network_event(&d, t, caller));
-        return Err(full(refuse_network(&d, t, caller)));
+        return Err(refuse_network(&d, t, caller));
     }
     let (ips, pinned) = match upstream::resolve(&t.host, t.port, &shared.pins).await {
         Ok(r) => r,
@@ -138,7 +262,7 @@ pub async fn open(
     let d = shared.decide(t, caller, Some((&ips, pinned)));
     if d.is_denied() {
         shared.events.emit(shared.network_event(&d, t, caller));
-        return Err(full(refuse_network(&d, t, caller)));
+        return Err(refuse_network(&d, t, caller));
     }
     let stream = match upstream::connect(&ips, t.port).await {
         Ok(s) => s,
@@ -161,11 +285,11 @@ async fn connect(
 ) -> Response<ProxyBody> {
     let t = match target_of(req.uri().authority(), None) {
         Ok(t) => t,
-        Err(r) => return *r,
+        Err(r) => return full(*r),
     };
     let (decision, ips, pinned, upstream) = match open(&shared, &t, &caller).await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return full(r),
     };
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
@@ -211,11 +335,11 @@ async fn absolute(
     }
     let t = match target_of(req.uri().authority(), Some(80)) {
         Ok(t) => t,
-        Err(r) => return *r,
+        Err(r) => return full(*r),
     };
     let (decision, ips, pinned, stream) = match open(&shared, &t, &caller).await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return full(r),
     };
     let conn = Conn {
         shared,
@@ -229,5 +353,38 @@ async fn absolute(
         inspect::forward(req, &conn, &mut up).await
     } else {
         inspect::send(req, &conn, &mut up).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_path_takes_only_complete_plain_connects() {
+        let head = b"CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n";
+        let mut with_early = head.to_vec();
+        with_early.extend_from_slice(b"\x16\x03\x01");
+        match parse_head(&with_early) {
+            Head::Connect(n, path) => {
+                assert_eq!(n, head.len(), "bytes after the head stay for the tunnel");
+                assert_eq!(path, "api.github.com:443");
+            }
+            _ => panic!("a plain CONNECT takes the fast path"),
+        }
+        assert!(matches!(parse_head(&head[..20]), Head::Partial));
+        for other in [
+            &b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n"[..],
+            b"connect a:1 HTTP/1.1\r\n\r\n",
+            b"CONNECT a:1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"CONNECT a:1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"\x16\x03\x01\x00\x01garbage\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_head(other), Head::Other),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
     }
 }

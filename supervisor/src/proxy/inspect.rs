@@ -65,19 +65,8 @@ impl Conn {
 pub async fn passthrough(client: hyper::upgrade::Upgraded, up: TcpStream, conn: Conn) {
     match client.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
-            let client = parts.io.into_inner();
             // Bytes the client sent right after CONNECT, already read by the HTTP layer.
-            let mut up = up;
-            if !parts.read_buf.is_empty() {
-                use tokio::io::AsyncWriteExt;
-                if up.write_all(&parts.read_buf).await.is_err() {
-                    return;
-                }
-            }
-            tokio::select! {
-                _ = super::splice::bidirectional(&client, &up) => {}
-                _ = conn.revoked() => {}
-            }
+            passthrough_tcp(parts.io.into_inner(), &parts.read_buf, up, conn).await;
         }
         Err(client) => {
             let mut client = TokioIo::new(client);
@@ -87,6 +76,22 @@ pub async fn passthrough(client: hyper::upgrade::Upgraded, up: TcpStream, conn: 
                 _ = conn.revoked() => {}
             }
         }
+    }
+}
+
+/// A tunnel the proxy does not look into, between two sockets: `early` (bytes the client sent
+/// right after its CONNECT) goes first, then the kernel splices both ways until both end or
+/// a policy revision revokes the tunnel.
+pub async fn passthrough_tcp(client: TcpStream, early: &[u8], mut up: TcpStream, conn: Conn) {
+    if !early.is_empty() {
+        use tokio::io::AsyncWriteExt;
+        if up.write_all(early).await.is_err() {
+            return;
+        }
+    }
+    tokio::select! {
+        _ = super::splice::bidirectional(&client, &up) => {}
+        _ = conn.revoked() => {}
     }
 }
 
@@ -342,8 +347,33 @@ pub async fn send(
             }
         });
         up.sender = None;
+        return resp.map(|b| b.boxed());
+    }
+    if small_body(&resp) {
+        // A small answer of known length is gathered first, so it goes back to the client
+        // with its head in one write (one TLS record, one wake-up), not head then body.
+        let (parts, body) = resp.into_parts();
+        return match body.collect().await {
+            Ok(b) => full(Response::from_parts(parts, b.to_bytes())),
+            Err(e) => {
+                up.sender = None;
+                upstream_error(conn, &e.to_string())
+            }
+        };
     }
     resp.map(|b| b.boxed())
+}
+
+/// The largest answer gathered before it is passed on.
+const SMALL_BODY: u64 = 64 * 1024;
+
+fn small_body<B>(resp: &Response<B>) -> bool {
+    let h = resp.headers();
+    !h.contains_key(header::TRANSFER_ENCODING)
+        && h.get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n <= SMALL_BODY)
 }
 
 fn upstream_error(conn: &Conn, why: &str) -> Response<ProxyBody> {

@@ -53,6 +53,11 @@ pub const MAX_CONNECTIONS: usize = 8192;
 /// Serves the proxy on `listener` until the runtime stops.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // Bound to one address, every accepted socket has it as its local end: no need to ask.
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -71,7 +76,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let local = match stream.local_addr() {
+            let local = match bound.map_or_else(|| stream.local_addr(), Ok) {
                 Ok(a) => a,
                 Err(_) => return,
             };

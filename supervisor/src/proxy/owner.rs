@@ -21,8 +21,9 @@ pub struct OwnerLookup {
     init_pid: u32,
     /// The sandbox's network namespace, to recognise its processes.
     netns: (u64, u64),
-    /// The last owner found: the next connection most often comes from the same process.
-    last: Mutex<Option<u32>>,
+    /// The last owner found and the descriptor it held the socket on: the next connection
+    /// most often comes from the same process, on the same (lowest free) descriptor.
+    last: Mutex<Option<(u32, u32)>>,
     /// A sock_diag netlink socket made inside the sandbox's network namespace: it finds one
     /// socket by its addresses directly, where `/proc/net/tcp` walks the whole hash table.
     diag: Option<Mutex<OwnedFd>>,
@@ -42,15 +43,37 @@ impl OwnerLookup {
     }
 
     /// The owner of the client end `peer` of a connection accepted on `local`.
+    ///
+    /// The socket's inode comes from the kernel (sock_diag by exact addresses); its holder is
+    /// looked for first where the last one was, then among the sandbox's own processes (the
+    /// descendants of its PID 1), and only then in every process of the sandbox's network
+    /// namespace. The executable is read afresh every time (a process may have exec'd).
     pub fn find(&self, peer: SocketAddr, local: SocketAddr) -> Option<Owner> {
         let inode = self.socket_inode(peer, local)?;
         let target = format!("socket:[{inode}]");
         let last = self.last.lock().ok().and_then(|g| *g);
-        if let Some(pid) = last
-            && holds(pid, &target)
-            && let Some(o) = owner(pid)
-        {
-            return Some(o);
+        if let Some((pid, fd)) = last {
+            let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"));
+            if link.is_ok_and(|l| l.as_os_str() == target.as_str())
+                && let Some(o) = owner(pid)
+            {
+                return Some(o);
+            }
+            if let Some(fd) = held_on(pid, &target)
+                && let Some(o) = self.found(pid, fd)
+            {
+                return Some(o);
+            }
+        }
+        let mut seen = Vec::new();
+        for pid in self.descendants() {
+            if Some(pid) != last.map(|(p, _)| p)
+                && let Some(fd) = held_on(pid, &target)
+                && let Some(o) = self.found(pid, fd)
+            {
+                return Some(o);
+            }
+            seen.push(pid);
         }
         let dir = std::fs::read_dir("/proc").ok()?;
         for entry in dir.flatten() {
@@ -61,17 +84,51 @@ impl OwnerLookup {
             else {
                 continue;
             };
-            if Some(pid) == last || !self.in_sandbox(pid) {
+            if Some(pid) == last.map(|(p, _)| p) || seen.contains(&pid) || !self.in_sandbox(pid) {
                 continue;
             }
-            if holds(pid, &target) {
-                if let Ok(mut g) = self.last.lock() {
-                    *g = Some(pid);
-                }
-                return owner(pid);
+            if let Some(fd) = held_on(pid, &target)
+                && let Some(o) = self.found(pid, fd)
+            {
+                return Some(o);
             }
         }
         None
+    }
+
+    /// The owner `pid`, remembered with the descriptor `fd` it held the socket on.
+    fn found(&self, pid: u32, fd: u32) -> Option<Owner> {
+        let o = owner(pid)?;
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some((pid, fd));
+        }
+        Some(o)
+    }
+
+    /// The sandbox's PID 1 and its descendants (every thread's children), as the host numbers
+    /// them. Processes that entered the namespace from outside are not among them.
+    fn descendants(&self) -> Vec<u32> {
+        let mut out = vec![self.init_pid];
+        let mut i = 0;
+        while i < out.len() && out.len() < 4096 {
+            let pid = out[i];
+            i += 1;
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let path = t.path().join("children");
+                let Ok(text) = std::fs::read_to_string(path) else {
+                    continue;
+                };
+                for c in text.split_ascii_whitespace().filter_map(|c| c.parse().ok()) {
+                    if !out.contains(&c) {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn in_sandbox(&self, pid: u32) -> bool {
@@ -216,12 +273,15 @@ fn hex_addr(a: SocketAddr) -> String {
     format!("{ip}:{:04X}", a.port())
 }
 
-fn holds(pid: u32, target: &str) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.flatten()
-        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target))
+/// The descriptor on which `pid` holds `target` (`socket:[inode]`), if it does.
+fn held_on(pid: u32, target: &str) -> Option<u32> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    fds.flatten().find_map(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|l| l.as_os_str() == target)
+            .then(|| fd.file_name().to_str()?.parse().ok())
+            .flatten()
+    })
 }
 
 fn owner(pid: u32) -> Option<Owner> {

@@ -8,14 +8,21 @@ use tokio::net::TcpStream;
 
 const CHUNK: usize = 1 << 20;
 
+/// What a fresh pipe holds (16 pages).
+const DEFAULT_PIPE: usize = 64 * 1024;
+
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
-    // A larger pipe moves more per call; the default (64 KiB) is fine when this is refused.
+    Ok((r, w))
+}
+
+/// A larger pipe moves more per call; only worth it (and only paid) once a direction carries
+/// bulk data. The default is fine when this is refused.
+fn grow(w: &OwnedFd) {
     // SAFETY: fcntl on a descriptor we own.
     unsafe {
         libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
     }
-    Ok((r, w))
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
@@ -41,6 +48,7 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let (pr, pw) = pipe()?;
     let mut total = 0u64;
+    let mut grown = false;
     loop {
         let n = loop {
             from.readable().await?;
@@ -71,6 +79,10 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
             }
         }
         total += n as u64;
+        if !grown && n >= DEFAULT_PIPE {
+            grow(&pw);
+            grown = true;
+        }
     }
 }
 
