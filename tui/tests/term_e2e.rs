@@ -2,7 +2,7 @@
 //! pseudo-terminal: the sandbox is blocked, the denial shows in the denials tab, `a` previews
 //! the rule, `Enter` applies it and the status line reports the enforced revision, and the
 //! request now passes; and the policy editor: a typo is marked on its line, fixed, applied and
-//! enforced. Offline: api.github.com is a local stand-in in a network namespace.
+//! enforced; and a sandbox created from the form and deleted with `d`. Offline: api.github.com is a local stand-in in a network namespace.
 
 use nix::pty::{Winsize, openpty};
 use openshell_e2e::netns::NetNs;
@@ -386,4 +386,52 @@ fn edit_the_policy_typo_fix_apply() {
         assert!(start.elapsed() < Duration::from_secs(5), "q did not quit");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn create_and_delete_from_the_tui() {
+    openshell_e2e::require_root();
+    let ns = NetNs::create();
+    let gh = StandIn::https(&ns, &["api.github.com"], 443);
+    let env = Env::new(
+        gh.ca_file.as_ref().expect("ca"),
+        &format!("api.github.com={}", ns.addr),
+    );
+    let mut t = Term::start(&env);
+    t.wait_screen("healthy");
+    t.keys(b"c");
+    t.wait_screen("create a sandbox");
+    t.keys(b"formed");
+    t.keys(b"\t"); // presets
+    t.keys(b"\x1b[B"); // the second preset
+    t.keys(b" ");
+    t.keys(b"\t"); // command
+    t.keys(b"sleep 300");
+    t.keys(b"\r");
+    t.wait_screen("sandbox formed created");
+    let start = Instant::now();
+    loop {
+        let out = env.cli(&["sandbox", "get", "formed", "--json"]);
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if s["phase"] == "ready" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the sandbox made in the form never became ready: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The live table shows it; `d` asks, `enter` deletes.
+    t.wait_screen("formed ");
+    t.keys(b"d");
+    t.wait_screen("Delete sandbox formed?");
+    t.keys(b"\r");
+    t.wait_screen("sandbox formed deleted");
+    let list = env.cli(&["sandbox", "list"]);
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains("formed"),
+        "{list:?}"
+    );
+    t.keys(b"q");
 }

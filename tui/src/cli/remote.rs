@@ -39,8 +39,22 @@ pub async fn gateway(cmd: GatewayCommand) -> Result<()> {
             {
                 bail!("--listen `{l}` is not tcp://HOST:PORT");
             }
-            if let Some(mut c) = client::try_connect().await {
-                let h = c.health(pb::Empty {}).await.map_err(explain)?.into_inner();
+            // A gateway that answers the connection but not the health check is one that is
+            // going away (it lost a start race, or was just killed): look again briefly.
+            let mut running = None;
+            for _ in 0..25 {
+                let Some(mut c) = client::try_connect().await else {
+                    break;
+                };
+                match c.health(pb::Empty {}).await {
+                    Ok(h) => {
+                        running = Some(h.into_inner());
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(40)).await,
+                }
+            }
+            if let Some(h) = running {
                 if let Some(l) = &listen
                     && h.listen_tcp != *l
                 {
