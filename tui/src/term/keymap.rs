@@ -70,6 +70,7 @@ actions! {
     Level "level" "cycle the lowest level shown",
     Wrap "wrap" "wrap long lines",
     Timestamps "timestamps" "show or hide timestamps",
+    Toggle "toggle" "toggle the item under the cursor (a preset in the create form)",
     Filter "filter" "filter the list",
     Command "command" "command mode (:sandboxes, :policy, :logs, :denials, :providers, :themes, :quit)",
     Help "help" "show the keys of this view",

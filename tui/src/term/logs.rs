@@ -136,6 +136,12 @@ pub struct LogView {
     pub wrap: bool,
     pub timestamps: bool,
     pub last_seq: u64,
+    /// Id of the next line kept; the first kept line's id is `next_id - lines.len()`.
+    next_id: u64,
+    /// Ids of the kept lines the filter and toggles let through, oldest first: kept up to
+    /// date as lines arrive and leave, rebuilt by [`LogView::refilter`], so a frame costs the
+    /// screen's height even when the filter matches one line in a hundred thousand.
+    shown: VecDeque<u64>,
 }
 
 impl Default for LogView {
@@ -152,6 +158,8 @@ impl Default for LogView {
             wrap: false,
             timestamps: true,
             last_seq: 0,
+            next_id: 0,
+            shown: VecDeque::new(),
         }
     }
 }
@@ -166,11 +174,13 @@ impl LogView {
             self.last_seq = self.last_seq.max(e.seq);
             let line = LogLine::from_event(e);
             if self.paused {
-                push_bounded(&mut self.held, line);
+                if self.held.len() >= LOG_HISTORY {
+                    self.held.pop_front();
+                }
+                self.held.push_back(line);
                 continue;
             }
-            let shown = self.shows(&line);
-            push_bounded(&mut self.lines, line);
+            let shown = self.keep(line);
             if self.scroll > 0 && shown {
                 // Keep the same lines on screen while scrolled back.
                 self.scroll += 1;
@@ -178,12 +188,51 @@ impl LogView {
         }
     }
 
+    /// Appends a line (dropping the oldest beyond the bound); true when it is shown.
+    fn keep(&mut self, line: LogLine) -> bool {
+        if self.lines.len() >= LOG_HISTORY {
+            self.lines.pop_front();
+            let first = self.next_id - self.lines.len() as u64 - 1;
+            if self.shown.front() == Some(&first) {
+                self.shown.pop_front();
+            }
+        }
+        let shown = self.shows(&line);
+        if shown {
+            self.shown.push_back(self.next_id);
+        }
+        self.lines.push_back(line);
+        self.next_id += 1;
+        shown
+    }
+
+    /// Recomputes which lines are shown, after the filter or a toggle changed.
+    pub fn refilter(&mut self) {
+        let first = self.next_id - self.lines.len() as u64;
+        let shown: VecDeque<u64> = self
+            .lines
+            .iter()
+            .zip(first..)
+            .filter(|(l, _)| self.shows(l))
+            .map(|(_, id)| id)
+            .collect();
+        self.shown = shown;
+        self.scroll = self.scroll.min(self.max_scroll());
+    }
+
+    /// Sets the text filter.
+    pub fn set_filter(&mut self, filter: &str) {
+        self.filter = filter.to_string();
+        self.scroll = 0;
+        self.refilter();
+    }
+
     /// Pauses, or resumes and appends what arrived meanwhile.
     pub fn toggle_pause(&mut self) {
         self.paused = !self.paused;
         if !self.paused {
             for line in std::mem::take(&mut self.held) {
-                push_bounded(&mut self.lines, line);
+                self.keep(line);
             }
         }
     }
@@ -201,24 +250,21 @@ impl LogView {
             && (self.filter.is_empty() || contains_ignore_case(&l.text, &self.filter))
     }
 
-    /// Whether every line is shown (no toggle or filter narrows the view).
-    pub fn unfiltered(&self) -> bool {
-        self.source == SourceFilter::All
-            && self.min_level == 0
-            && !self.deny_only
-            && self.filter.is_empty()
+    fn line(&self, id: u64) -> Option<&LogLine> {
+        let first = self.next_id - self.lines.len() as u64;
+        id.checked_sub(first)
+            .and_then(|i| self.lines.get(usize::try_from(i).ok()?))
     }
 
     /// Up to `n` shown lines ending `scroll` shown lines before the newest, oldest first.
-    /// Walks back from the newest line, so a frame costs the screen's height when unfiltered.
     pub fn window(&self, n: usize) -> Vec<&LogLine> {
         let mut out: Vec<&LogLine> = self
-            .lines
+            .shown
             .iter()
             .rev()
-            .filter(|l| self.shows(l))
             .skip(self.scroll)
             .take(n)
+            .filter_map(|id| self.line(*id))
             .collect();
         out.reverse();
         out
@@ -226,25 +272,22 @@ impl LogView {
 
     /// The newest denied request at or above the bottom of the view.
     pub fn deny_in_view(&self) -> Option<&DenyKey> {
-        self.lines
+        self.shown
             .iter()
             .rev()
-            .filter(|l| self.shows(l))
             .skip(self.scroll)
+            .filter_map(|id| self.line(*id))
             .find_map(|l| l.deny.as_ref())
+    }
+
+    /// The number of shown lines.
+    pub fn shown_len(&self) -> usize {
+        self.shown.len()
     }
 
     /// The largest useful scroll: the number of shown lines minus one.
     pub fn max_scroll(&self) -> usize {
-        if self.unfiltered() {
-            self.lines.len().saturating_sub(1)
-        } else {
-            self.lines
-                .iter()
-                .filter(|l| self.shows(l))
-                .count()
-                .saturating_sub(1)
-        }
+        self.shown.len().saturating_sub(1)
     }
 
     pub fn scroll_by(&mut self, delta: isize) {
@@ -271,13 +314,6 @@ impl LogView {
         }
         parts.join(" · ")
     }
-}
-
-fn push_bounded(q: &mut VecDeque<LogLine>, line: LogLine) {
-    if q.len() >= LOG_HISTORY {
-        q.pop_front();
-    }
-    q.push_back(line);
 }
 
 /// Case-insensitive substring search without allocating per line for ASCII needles.
@@ -323,13 +359,25 @@ mod tests {
         ]);
         assert_eq!(v.window(10).len(), 4);
         v.deny_only = true;
+        v.refilter();
         assert_eq!(v.window(10).len(), 1);
         v.deny_only = false;
         v.source = SourceFilter::Gateway;
+        v.refilter();
         assert_eq!(v.window(10).len(), 1);
         v.source = SourceFilter::All;
         v.min_level = 2;
+        v.refilter();
         assert_eq!(v.window(10).len(), 2);
+        v.set_filter("NOPE");
+        assert_eq!(v.window(10).len(), 0);
+        v.set_filter("");
+        v.push_events(&[ev(5, "sandbox", "error", "")]);
+        assert_eq!(
+            v.window(10).len(),
+            3,
+            "new lines are filtered as they arrive"
+        );
         assert_eq!(v.describe(), "warn+");
         let line = &v.window(10)[0];
         assert_eq!(line.time, "10:00:00.123");
@@ -373,5 +421,13 @@ mod tests {
             .collect();
         v.push_events(&batch);
         assert_eq!(v.lines.len(), LOG_HISTORY);
+        assert_eq!(v.shown_len(), LOG_HISTORY);
+        let newest = v.window(1)[0].text.clone();
+        v.deny_only = true;
+        v.refilter();
+        assert_eq!(v.shown_len(), 0);
+        v.deny_only = false;
+        v.refilter();
+        assert_eq!(v.window(1)[0].text, newest);
     }
 }

@@ -84,7 +84,8 @@ pub fn render_form(f: &CreateForm, theme: &Theme, keymap: &Keymap, frame: &mut F
         ]),
         Line::styled(
             format!(
-                " presets  (space toggles; {} chosen)",
+                " presets  ({} toggles; {} chosen)",
+                keymap.hint(Action::Toggle),
                 f.presets.iter().filter(|p| p.on).count()
             ),
             field_style(Field::Presets),

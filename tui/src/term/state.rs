@@ -3,7 +3,7 @@
 //! Nothing here does I/O.
 
 use super::editor::{Mode, PolicyEditor};
-use super::form::{CreateForm, FormOutcome};
+use super::form::{CreateForm, Field, FormOutcome};
 use super::keymap::{Action, Key, Keymap};
 pub use super::logs::{LOG_HISTORY, LineKind, LogLine, LogView};
 use openshell_proto::pb;
@@ -349,7 +349,7 @@ impl State {
             return vec![Confirm, Back];
         }
         if self.form.is_some() {
-            return vec![Confirm, Back];
+            return vec![Confirm, Back, NextTab, Toggle];
         }
         let Some(v) = &self.open else {
             return match self.page {
@@ -416,6 +416,8 @@ impl State {
                 KeyCode::Esc
             } else if actions.contains(&Action::Confirm) {
                 KeyCode::Enter
+            } else if actions.contains(&Action::Toggle) && form.field == Field::Presets {
+                KeyCode::Char(' ')
             } else {
                 key.code
             };
@@ -535,7 +537,7 @@ impl State {
         };
         if actions.contains(&Action::Back) {
             if input.kind == InputKind::Filter {
-                *self.filter_mut() = String::new();
+                self.set_filter("");
             }
             self.input = None;
             return vec![];
@@ -579,20 +581,18 @@ impl State {
             && input.kind == InputKind::Filter
         {
             let text = input.text.clone();
-            *self.filter_mut() = text;
+            self.set_filter(&text);
         }
         vec![]
     }
 
-    fn filter_mut(&mut self) -> &mut String {
+    /// The filter of the view in front: the open sandbox's logs, else the sandboxes table.
+    fn set_filter(&mut self, text: &str) {
         match &mut self.open {
-            Some(v) => {
-                v.logs.scroll = 0;
-                &mut v.logs.filter
-            }
+            Some(v) => v.logs.set_filter(text),
             None => {
                 self.selected = 0;
-                &mut self.filter
+                self.filter = text.to_string();
             }
         }
     }
@@ -814,7 +814,7 @@ impl State {
         };
         let l = &mut v.logs;
         match action {
-            Back if !l.filter.is_empty() => l.filter.clear(),
+            Back if !l.filter.is_empty() => l.set_filter(""),
             Back => return self.go_home(),
             Up => l.scroll_by(1),
             Down => l.scroll_by(-1),
@@ -828,14 +828,17 @@ impl State {
             DenyOnly => {
                 l.deny_only = !l.deny_only;
                 l.scroll = 0;
+                l.refilter();
             }
             Source => {
                 l.source = l.source.next();
                 l.scroll = 0;
+                l.refilter();
             }
             Level => {
                 l.min_level = (l.min_level + 1) % super::logs::LEVELS.len() as u8;
                 l.scroll = 0;
+                l.refilter();
             }
             Allow => {
                 let Some(key) = l.deny_in_view().cloned() else {
