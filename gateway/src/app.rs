@@ -149,26 +149,46 @@ impl App {
             }
             denials
         };
-        for e in &denials {
-            self.record_denial(e);
-        }
+        self.record_denials(&denials);
         n
     }
 
-    fn record_denial(&self, e: &pb::Event) {
-        let key = crate::denials::key_of(e);
-        let current = self
-            .store()
-            .get_revision(&e.sandbox, None)
-            .ok()
-            .and_then(|r| policy::load(&r.text, "current").ok())
-            .map(|l| l.policy)
-            .unwrap_or_default();
-        let proposal = crate::denials::proposal_yaml(e, &current);
-        let at = openshell_proto::event::parse_time(&e.time)
-            .unwrap_or_else(time::OffsetDateTime::now_utc);
-        if let Err(err) = self.store().record_denial(&e.sandbox, &key, &proposal, at) {
-            tracing::warn!("cannot record a denial for {}: {err}", e.sandbox);
+    /// Aggregates a batch's denials: per sandbox, the policy is read once, each distinct
+    /// denial's proposal computed once, and every sighting recorded in one transaction (a
+    /// flood of one denial costs a row update per event, not a policy parse).
+    fn record_denials(&self, denials: &[pb::Event]) {
+        let mut by_sandbox: HashMap<&str, Vec<&pb::Event>> = HashMap::new();
+        for e in denials {
+            by_sandbox.entry(e.sandbox.as_str()).or_default().push(e);
+        }
+        for (sandbox, events) in by_sandbox {
+            let current = self
+                .store()
+                .get_revision(sandbox, None)
+                .ok()
+                .and_then(|r| policy::load(&r.text, "current").ok())
+                .map(|l| l.policy)
+                .unwrap_or_default();
+            let mut proposals: HashMap<crate::store::DenialKey, String> = HashMap::new();
+            let sightings: Vec<crate::store::DenialSighting> = events
+                .iter()
+                .map(|e| {
+                    let key = crate::denials::key_of(e);
+                    let proposal = proposals
+                        .entry(key.clone())
+                        .or_insert_with(|| crate::denials::proposal_yaml(e, &current))
+                        .clone();
+                    crate::store::DenialSighting {
+                        key,
+                        proposal_yaml: proposal,
+                        at: openshell_proto::event::parse_time(&e.time)
+                            .unwrap_or_else(time::OffsetDateTime::now_utc),
+                    }
+                })
+                .collect();
+            if let Err(err) = self.store().record_denials(sandbox, &sightings) {
+                tracing::warn!("cannot record denials for {sandbox}: {err}");
+            }
         }
     }
 
