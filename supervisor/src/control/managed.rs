@@ -288,7 +288,11 @@ fn report_of(id: &str, state: &CommandState) -> StatusReport {
     }
 }
 
-/// Hands batches to the push task; never blocks the writer.
+/// Hands batches to the push task. When the gateway is behind, the writer thread waits here
+/// (it is its own thread: the proxy never waits on it), events gather in the sandbox's
+/// bounded queue, and the next batch carries them all: a flood is coalesced into large
+/// batches rather than dropped a small batch at a time. Only beyond that queue are events
+/// dropped, and counted.
 struct GatewaySink {
     tx: mpsc::Sender<Vec<Event>>,
     socket: String,
@@ -299,7 +303,10 @@ impl Sink for GatewaySink {
         // In chunks: a flood gathers thousands of events in one write, and a batch over the
         // gateway's request limit would be refused, then resent, forever.
         for chunk in batch.chunks(BATCH_EVENTS) {
-            let _ = self.tx.try_send(chunk.to_vec());
+            // Fails only when the push task is gone (the sandbox is ending).
+            if self.tx.blocking_send(chunk.to_vec()).is_err() {
+                return;
+            }
         }
     }
 
