@@ -253,10 +253,21 @@ fn allow_a_denial_with_one_key() {
     t.wait_for("demo");
     t.keys(b"\r"); // open
     t.wait_for("demo › overview");
-    t.keys(b"n"); // denials tab
-    t.wait_for("api.github.com:443");
-    t.keys(b"a"); // preview the rule
-    t.wait_for("cancel");
+    t.keys(b"l"); // the log stream: the deny is there
+    t.wait_screen("DENY");
+    t.wait_screen("api.github.com:443");
+    t.keys(b"a"); // on the deny line: the rule, as a diff against the active policy
+    let screen = t.wait_screen("allow denial");
+    assert!(screen.contains("e edit first"), "{screen}");
+    let screen = t.wait_screen("+  ");
+    assert!(
+        screen.contains("api.github.com"),
+        "the diff adds the host:\n{screen}"
+    );
+    assert!(
+        screen.contains("--- revision 1"),
+        "a diff against revision 1:\n{screen}"
+    );
     t.keys(b"\r"); // apply, wait for the supervisor
     t.wait_for("allowed;");
     t.wait_for("enforced");

@@ -33,15 +33,18 @@ impl State {
         }
         let proposal = d.proposal_yaml.clone();
         v.preview = Some(id.to_string());
+        // The change to the policy, both sides in the canonical rendering: the approval
+        // stores the merged policy rendered that way, and comments or layout of the active
+        // text would otherwise fill the preview with lines that do not change the policy.
         v.preview_diff = match self.editors.get(&v.name) {
-            Some(e) => match merged(&e.base_text, &proposal) {
-                Ok(text) => policy::diff::unified(
-                    &e.base_text,
+            Some(e) => match (policy::parse(&e.base_text), merged(&e.base_text, &proposal)) {
+                (Ok(base), Ok(text)) => policy::diff::unified(
+                    &policy::to_yaml(&base),
                     &text,
                     &format!("revision {}", e.base_revision),
                     "with the rule",
                 ),
-                Err(_) => String::new(),
+                _ => String::new(),
             },
             None => String::new(),
         };
