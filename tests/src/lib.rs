@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod netns;
+pub mod pty;
 pub mod standin;
 pub mod tls_probe;
 

@@ -3,93 +3,11 @@
 //! POST through → `logs` shows it all. Offline: api.github.com is a local stand-in in a network
 //! namespace, trusted and pinned through the gateway's settings.
 
+use openshell_e2e::cli::{Env, runner_workdir, step};
 use openshell_e2e::netns::NetNs;
 use openshell_e2e::standin::{StandIn, ZEN};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-/// A private gateway for this test: its own state dir and socket, stopped on drop.
-struct Env {
-    dir: tempfile::TempDir,
-    vars: Vec<(String, String)>,
-}
-
-impl Env {
-    fn new(ca: &Path, resolve: &str) -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let vars = vec![
-            (
-                "OPENSHELL_STATE_DIR".into(),
-                dir.path().join("state").display().to_string(),
-            ),
-            (
-                "OPENSHELL_GATEWAY_SOCKET".into(),
-                dir.path().join("gw.sock").display().to_string(),
-            ),
-            ("OPENSHELL_UPSTREAM_CA".into(), ca.display().to_string()),
-            ("OPENSHELL_RESOLVE".into(), resolve.to_string()),
-        ];
-        Env { dir, vars }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_openshell"))
-            .args(args)
-            .envs(self.vars.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run openshell");
-        eprintln!(
-            "$ openshell {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "openshell {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.cli(&["sandbox", "delete", "--all"]);
-        let _ = self.cli(&["gateway", "stop"]);
-    }
-}
-
-/// The sandbox's command: runs `/sandbox/step-N.sh` when it appears, output to `out-N`.
-const RUNNER: &str = r#"n=1
-while true; do
-  if [ -f /sandbox/step-$n.sh ]; then
-    sh /sandbox/step-$n.sh > /sandbox/out-$n.tmp 2>&1; mv /sandbox/out-$n.tmp /sandbox/out-$n
-    n=$((n+1))
-  fi
-  sleep 0.02
-done"#;
-
-fn step(work: &Path, n: u32, script: &str) -> String {
-    std::fs::write(work.join(format!("step-{n}.sh")), script).expect("step");
-    let out = work.join(format!("out-{n}"));
-    let start = Instant::now();
-    while !out.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "step {n} did not run"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::fs::read_to_string(out).expect("output")
-}
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
@@ -101,12 +19,11 @@ fn quickstart_through_the_cli() {
     let ns = NetNs::create();
     let gh = StandIn::https(&ns, &["api.github.com"], 443);
     let env = Env::new(
-        gh.ca_file.as_ref().expect("ca"),
-        &format!("api.github.com={}", ns.addr),
+        env!("CARGO_BIN_EXE_openshell"),
+        gh.ca_file.as_deref(),
+        Some(&format!("api.github.com={}", ns.addr)),
     );
-    let work = env.dir.path().join("work");
-    std::fs::create_dir(&work).expect("workdir");
-    std::fs::write(work.join("runner.sh"), RUNNER).expect("runner");
+    let work = runner_workdir(&env, "work");
 
     // 1. Create (the gateway starts by itself) with the default policy: blocked.
     let created = env.ok(&[

@@ -4,221 +4,23 @@
 //! request now passes; and the policy editor: a typo is marked on its line, fixed, applied and
 //! enforced; and a sandbox created from the form and deleted with `d`. Offline: api.github.com is a local stand-in in a network namespace.
 
-use nix::pty::{Winsize, openpty};
+use openshell_e2e::cli::{Env, runner_workdir, step, wait_for};
 use openshell_e2e::netns::NetNs;
+use openshell_e2e::pty::Term;
 use openshell_e2e::standin::{StandIn, ZEN};
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A private gateway: its own state dir and socket, stopped on drop.
-struct Env {
-    dir: tempfile::TempDir,
-    vars: Vec<(String, String)>,
+/// A private gateway trusting the stand-in `gh` and resolving api.github.com to it.
+fn env_for(ns: &NetNs, gh: &StandIn) -> Env {
+    Env::new(
+        env!("CARGO_BIN_EXE_openshell"),
+        gh.ca_file.as_deref(),
+        Some(&format!("api.github.com={}", ns.addr)),
+    )
 }
 
-impl Env {
-    fn new(ca: &Path, resolve: &str) -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let vars = vec![
-            (
-                "OPENSHELL_STATE_DIR".into(),
-                dir.path().join("state").display().to_string(),
-            ),
-            (
-                "OPENSHELL_GATEWAY_SOCKET".into(),
-                dir.path().join("gw.sock").display().to_string(),
-            ),
-            ("OPENSHELL_UPSTREAM_CA".into(), ca.display().to_string()),
-            ("OPENSHELL_RESOLVE".into(), resolve.to_string()),
-            // No user themes or keymaps from the machine running the test.
-            (
-                "XDG_CONFIG_HOME".into(),
-                dir.path().join("config").display().to_string(),
-            ),
-        ];
-        Env { dir, vars }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_openshell"))
-            .args(args)
-            .envs(self.vars.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run openshell")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.cli(&["sandbox", "delete", "--all"]);
-        let _ = self.cli(&["gateway", "stop"]);
-    }
-}
-
-/// `openshell term` on a pseudo-terminal: what it drew so far, and a way to type.
-struct Term {
-    master: std::fs::File,
-    child: std::process::Child,
-    out: Arc<Mutex<Vec<u8>>>,
-    /// The screen as a terminal would show it, fed the same bytes.
-    screen: Arc<Mutex<vt100::Parser>>,
-    seen: usize,
-}
-
-impl Term {
-    fn start(env: &Env) -> Term {
-        let ws = Winsize {
-            ws_row: 30,
-            ws_col: 110,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = openpty(Some(&ws), None).expect("openpty");
-        let slave: OwnedFd = pty.slave;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openshell"));
-        cmd.arg("term")
-            .envs(env.vars.iter().map(|(k, v)| (k, v)))
-            .env("TERM", "xterm-256color")
-            .stdin(Stdio::from(slave.try_clone().expect("dup")))
-            .stdout(Stdio::from(slave.try_clone().expect("dup")))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec: a new session with the
-        // pty as its controlling terminal.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn openshell term");
-        let master = std::fs::File::from(pty.master);
-        let mut reader = master.try_clone().expect("dup master");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(ws.ws_row, ws.ws_col, 0)));
-        let (sink, vt) = (out.clone(), screen.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-                vt.lock().expect("lock").process(&buf[..n]);
-            }
-        });
-        Term {
-            master,
-            child,
-            out,
-            screen,
-            seen: 0,
-        }
-    }
-
-    /// Waits until `text` is drawn since the last key press, escapes stripped. Only changed
-    /// cells are redrawn, so `text` must be new on screen (and spaces may be skipped).
-    fn wait_for(&mut self, text: &str) {
-        let start = Instant::now();
-        loop {
-            let raw = self.out.lock().expect("lock")[self.seen..].to_vec();
-            let plain = strip_ansi(&String::from_utf8_lossy(&raw));
-            if plain.contains(text) {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the screen never showed {text:?}; last output:\n{plain}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The screen's text now, row by row.
-    fn contents(&self) -> String {
-        self.screen.lock().expect("lock").screen().contents()
-    }
-
-    /// Waits until the screen shows `text` (as a terminal would display it now).
-    fn wait_screen(&self, text: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let now = self.contents();
-            if now.contains(text) {
-                return now;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the screen never showed {text:?}; it shows:\n{now}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn keys(&mut self, bytes: &[u8]) {
-        self.seen = self.out.lock().expect("lock").len();
-        self.master.write_all(bytes).expect("type");
-        // Let the app read one key sequence at a time.
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The sandbox's command: runs `/sandbox/step-N.sh` when it appears, output to `out-N`.
-const RUNNER: &str = r#"n=1
-while true; do
-  if [ -f /sandbox/step-$n.sh ]; then
-    sh /sandbox/step-$n.sh > /sandbox/out-$n.tmp 2>&1; mv /sandbox/out-$n.tmp /sandbox/out-$n
-    n=$((n+1))
-  fi
-  sleep 0.02
-done"#;
-
-fn step(work: &Path, n: u32, script: &str) -> String {
-    std::fs::write(work.join(format!("step-{n}.sh")), script).expect("step");
-    let out = work.join(format!("out-{n}"));
-    let start = Instant::now();
-    while !out.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "step {n} did not run"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::fs::read_to_string(out).expect("output")
+fn term(env: &Env) -> Term {
+    Term::start(env, env!("CARGO_BIN_EXE_openshell"))
 }
 
 #[test]
@@ -226,13 +28,8 @@ fn allow_a_denial_with_one_key() {
     openshell_e2e::require_root();
     let ns = NetNs::create();
     let gh = StandIn::https(&ns, &["api.github.com"], 443);
-    let env = Env::new(
-        gh.ca_file.as_ref().expect("ca"),
-        &format!("api.github.com={}", ns.addr),
-    );
-    let work = env.dir.path().join("work");
-    std::fs::create_dir(&work).expect("workdir");
-    std::fs::write(work.join("runner.sh"), RUNNER).expect("runner");
+    let env = env_for(&ns, &gh);
+    let work = runner_workdir(&env, "work");
     let created = env.cli(&[
         "sandbox",
         "create",
@@ -248,7 +45,7 @@ fn allow_a_denial_with_one_key() {
     let out = step(&work, 1, "curl -sS https://api.github.com/zen");
     assert!(out.contains("403"), "blocked at CONNECT: {out}");
 
-    let mut t = Term::start(&env);
+    let mut t = term(&env);
     t.wait_for("healthy");
     t.wait_for("demo");
     t.keys(b"\r"); // open
@@ -277,18 +74,10 @@ fn allow_a_denial_with_one_key() {
     t.keys(b"\x1b"); // back home
     t.wait_for("(1)");
     t.keys(b"q");
-    let start = Instant::now();
-    loop {
-        if let Some(status) = t.child.try_wait().expect("wait") {
-            assert!(status.success(), "openshell term exited with {status}");
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "q did not quit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let raw = t.out.lock().expect("lock").clone();
+    let status = t.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "openshell term exited with {status}");
     assert!(
-        String::from_utf8_lossy(&raw).contains("\x1b[?1049l"),
+        t.output().contains("\x1b[?1049l"),
         "the terminal left the alternate screen"
     );
 }
@@ -298,13 +87,8 @@ fn edit_the_policy_typo_fix_apply() {
     openshell_e2e::require_root();
     let ns = NetNs::create();
     let gh = StandIn::https(&ns, &["api.github.com"], 443);
-    let env = Env::new(
-        gh.ca_file.as_ref().expect("ca"),
-        &format!("api.github.com={}", ns.addr),
-    );
-    let work = env.dir.path().join("work");
-    std::fs::create_dir(&work).expect("workdir");
-    std::fs::write(work.join("runner.sh"), RUNNER).expect("runner");
+    let env = env_for(&ns, &gh);
+    let work = runner_workdir(&env, "work");
     let created = env.cli(&[
         "sandbox",
         "create",
@@ -332,7 +116,7 @@ fn edit_the_policy_typo_fix_apply() {
         "the baseline ends with its network policies"
     );
 
-    let mut t = Term::start(&env);
+    let mut t = term(&env);
     t.wait_screen("healthy");
     t.wait_screen("ed ");
     t.keys(b"\r");
@@ -392,11 +176,7 @@ fn edit_the_policy_typo_fix_apply() {
     t.keys(b"q"); // q does nothing in a sandbox view
     t.keys(b"\x1b"); // home
     t.keys(b"q");
-    let start = Instant::now();
-    while t.child.try_wait().expect("wait").is_none() {
-        assert!(start.elapsed() < Duration::from_secs(5), "q did not quit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    t.wait_exit(Duration::from_secs(5));
 }
 
 #[test]
@@ -404,11 +184,8 @@ fn create_and_delete_from_the_tui() {
     openshell_e2e::require_root();
     let ns = NetNs::create();
     let gh = StandIn::https(&ns, &["api.github.com"], 443);
-    let env = Env::new(
-        gh.ca_file.as_ref().expect("ca"),
-        &format!("api.github.com={}", ns.addr),
-    );
-    let mut t = Term::start(&env);
+    let env = env_for(&ns, &gh);
+    let mut t = term(&env);
     t.wait_screen("healthy");
     t.keys(b"c");
     t.wait_screen("create a sandbox");
@@ -420,19 +197,11 @@ fn create_and_delete_from_the_tui() {
     t.keys(b"sleep 300");
     t.keys(b"\r");
     t.wait_screen("sandbox formed created");
-    let start = Instant::now();
-    loop {
-        let out = env.cli(&["sandbox", "get", "formed", "--json"]);
-        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if s["phase"] == "ready" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the sandbox made in the form never became ready: {out:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        Duration::from_secs(20),
+        "the sandbox made in the form to be ready",
+        || (env.json(&["sandbox", "get", "formed", "--json"])["phase"] == "ready").then_some(()),
+    );
     // The live table shows it; `d` asks, `enter` deletes.
     t.wait_screen("formed ");
     t.keys(b"d");

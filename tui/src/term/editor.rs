@@ -36,6 +36,9 @@ pub struct PolicyEditor {
     /// The active revision the buffer started from and is compared with.
     pub base_revision: u64,
     pub base_text: String,
+    /// `base_text` parsed once (None when it does not parse), for the static-change check
+    /// that runs on every key.
+    base_policy: Option<policy::Policy>,
     pub textarea: TextArea<'static>,
     pub mode: Mode,
     /// Errors first, then warnings, each by position.
@@ -60,6 +63,7 @@ impl PolicyEditor {
             sandbox: sandbox.to_string(),
             base_revision: revision,
             base_text: text.to_string(),
+            base_policy: policy::parse(text).ok(),
             textarea: TextArea::default(),
             mode: Mode::View,
             problems: Vec::new(),
@@ -122,8 +126,7 @@ impl PolicyEditor {
             return;
         }
         let dirty = self.dirty();
-        self.base_revision = revision;
-        self.base_text = text.to_string();
+        self.set_base(revision, text);
         if dirty {
             self.base_moved = Some(revision);
             self.refresh();
@@ -136,6 +139,13 @@ impl PolicyEditor {
                 u16::try_from(cursor.1).unwrap_or(u16::MAX),
             ));
         }
+    }
+
+    /// Makes `text` the active revision the buffer is compared with (the buffer is kept).
+    pub fn set_base(&mut self, revision: u64, text: &str) {
+        self.base_revision = revision;
+        self.base_text = text.to_string();
+        self.base_policy = policy::parse(text).ok();
     }
 
     /// Throws the edits away.
@@ -157,8 +167,8 @@ impl PolicyEditor {
                 for f in loaded.findings {
                     self.problems.push(problem(&f, false));
                 }
-                if let Ok(base) = policy::parse(&self.base_text) {
-                    self.static_changes = policy::static_changes(&base, &loaded.policy);
+                if let Some(base) = &self.base_policy {
+                    self.static_changes = policy::static_changes(base, &loaded.policy);
                 }
             }
             Err(errors) => {
@@ -212,7 +222,7 @@ impl PolicyEditor {
 
     /// Moves the cursor by whole lines (view mode scrolling).
     pub fn move_lines(&mut self, delta: isize) {
-        let (row, _) = (self.textarea.cursor().0, 0);
+        let row = self.textarea.cursor().0;
         let last = self.textarea.lines().len().saturating_sub(1);
         let to = row.saturating_add_signed(delta).min(last);
         self.textarea

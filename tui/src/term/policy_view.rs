@@ -5,11 +5,11 @@ use super::editor::{Mode, PolicyEditor};
 use super::keymap::{Action, Keymap};
 use super::state::{History, SandboxView, State};
 use super::theme::Theme;
-use super::ui::block;
+use super::ui::{block, selection};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 pub fn render(
     state: &State,
@@ -299,11 +299,11 @@ fn render_history(h: &History, theme: &Theme, keymap: &Keymap, frame: &mut Frame
     .header(header)
     .block(block(title, theme))
     .row_highlight_style(theme.style("row_selected"));
-    let mut ts = TableState::default();
-    if !h.revisions.is_empty() {
-        ts.select(Some(h.selected));
-    }
-    frame.render_stateful_widget(table, list_area, &mut ts);
+    frame.render_stateful_widget(
+        table,
+        list_area,
+        &mut selection(h.revisions.len(), h.selected),
+    );
     if let (Some(area), Some((rev, diff))) = (diff_area, &h.diff) {
         let title = Line::styled(
             format!(" revision {rev} against the enforced revision "),

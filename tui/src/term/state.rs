@@ -363,6 +363,10 @@ impl State {
         if v.preview.is_some() {
             return vec![Confirm, Edit, Back, Up, Down, Help];
         }
+        if self.editing() {
+            // In the editor every other key is text.
+            return vec![Apply, Back];
+        }
         let mut a = match v.tab {
             Tab::Overview => vec![],
             Tab::Policy => match (&v.history, self.editor().map(|e| e.mode)) {
@@ -384,10 +388,6 @@ impl State {
             ],
             Tab::Denials => vec![Allow, Reject, Up, Down],
         };
-        if self.editing() {
-            // In the editor every other key is text.
-            return vec![Apply, Back];
-        }
         a.extend([NextTab, PrevTab, Policy, Logs, Denials, Back, Command, Help]);
         a
     }
@@ -958,8 +958,7 @@ impl State {
                         if let Some(e) = self.editors.get_mut(&sandbox) {
                             // The buffer is now the active revision.
                             let text = e.text();
-                            e.base_revision = r.revision;
-                            e.base_text = text;
+                            e.set_base(r.revision, &text);
                             e.base_moved = None;
                             e.mode = Mode::View;
                             e.refresh();

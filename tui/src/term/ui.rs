@@ -156,11 +156,7 @@ fn render_home(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
     .header(header)
     .block(block(title, theme))
     .row_highlight_style(theme.style("row_selected"));
-    let mut ts = TableState::default();
-    if !list.is_empty() {
-        ts.select(Some(state.selected));
-    }
-    frame.render_stateful_widget(table, area, &mut ts);
+    frame.render_stateful_widget(table, area, &mut selection(list.len(), state.selected));
     if list.is_empty() {
         let msg = if state.sandboxes.is_empty() {
             "no sandboxes; `openshell sandbox create` makes one"
@@ -212,11 +208,11 @@ fn render_providers(state: &State, theme: &Theme, frame: &mut Frame, area: Rect)
     .header(header)
     .block(block(title, theme))
     .row_highlight_style(theme.style("row_selected"));
-    let mut ts = TableState::default();
-    if !state.providers.is_empty() {
-        ts.select(Some(state.provider_selected));
-    }
-    frame.render_stateful_widget(table, area, &mut ts);
+    frame.render_stateful_widget(
+        table,
+        area,
+        &mut selection(state.providers.len(), state.provider_selected),
+    );
     if state.providers.is_empty() {
         let inner = area.inner(ratatui::layout::Margin::new(2, 2));
         frame.render_widget(
@@ -239,6 +235,11 @@ fn render_themes(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
         .row_highlight_style(theme.style("row_selected"));
     let mut ts = TableState::default().with_selected(Some(state.theme_selected));
     frame.render_stateful_widget(table, area, &mut ts);
+}
+
+/// A table's state with row `selected` highlighted, or none when the table is empty.
+pub(super) fn selection(rows: usize, selected: usize) -> TableState {
+    TableState::default().with_selected((rows > 0).then_some(selected))
 }
 
 /// CPU use as the driver reports it; `-` when it does not (0).
