@@ -19,8 +19,17 @@ use std::time::{Duration, Instant};
 
 const TCP_PORT: u16 = 9000;
 const BULK: u64 = 1 << 30;
-const LATENCY_RUNS: usize = 400;
-const L7_REQUESTS: usize = 3000;
+const LATENCY_RUNS: usize = 1200;
+const L7_REQUESTS: usize = 6000;
+/// Each figure beside its comparisons is measured in this many interleaved rounds.
+const ROUNDS: usize = 6;
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -54,13 +63,14 @@ fn client(a: &[String]) {
                 let shown = addr.ip().to_string();
                 let host = if by_addr { shown.as_str() } else { host };
                 let mut s = TcpStream::connect(p).expect("proxy connect");
-                write!(
-                    s,
+                // One write, as curl sends it (`write!` on the socket would send each piece
+                // of the format as its own segment, the later ones held back by Nagle).
+                let request = format!(
                     "CONNECT {host}:{} HTTP/1.1\r\nHost: {host}:{}\r\n\r\n",
                     addr.port(),
                     addr.port()
-                )
-                .expect("send CONNECT");
+                );
+                s.write_all(request.as_bytes()).expect("send CONNECT");
                 // Read the answer in chunks, as curl does (nothing follows it until the client
                 // speaks, so no tunnel byte can be swallowed here).
                 let mut head = Vec::new();
@@ -81,18 +91,28 @@ fn client(a: &[String]) {
     };
     match what {
         "latency" => {
-            let mut v = Vec::new();
-            for _ in 0..LATENCY_RUNS {
+            let runs = env_usize("BENCH_LATENCY_RUNS", LATENCY_RUNS);
+            let (mut v, mut opened, mut pinged) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..runs {
                 let t = Instant::now();
                 let mut s = open("bench.test", target);
+                let o = t.elapsed();
                 s.set_nodelay(true).ok();
                 s.write_all(b"p").expect("ping");
                 let mut b = [0u8; 1];
                 s.read_exact(&mut b).expect("pong");
-                v.push(t.elapsed());
+                let all = t.elapsed();
+                v.push(all);
+                opened.push(o);
+                pinged.push(all - o);
             }
-            v.sort();
-            println!("latency_p50_us {:.1}", v[v.len() / 2].as_secs_f64() * 1e6);
+            let p50 = |v: &mut Vec<Duration>| {
+                v.sort();
+                v[v.len() / 2].as_secs_f64() * 1e6
+            };
+            println!("latency_p50_us {:.1}", p50(&mut v));
+            println!("open_p50_us {:.1}", p50(&mut opened));
+            println!("ping_p50_us {:.1}", p50(&mut pinged));
         }
         "bulk" => {
             let mut s = open("bench.test", target);
@@ -130,10 +150,7 @@ fn client(a: &[String]) {
             let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("tls");
             let mut tls = rustls::StreamOwned::new(conn, tcp);
             let mut reader_buf = Vec::with_capacity(4096);
-            let requests: usize = std::env::var("BENCH_L7_REQUESTS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(L7_REQUESTS);
+            let requests = env_usize("BENCH_L7_REQUESTS", L7_REQUESTS);
             let t = Instant::now();
             for _ in 0..requests {
                 tls.write_all(b"GET /zen HTTP/1.1\r\nHost: api.github.com\r\n\r\n")
@@ -224,6 +241,59 @@ fn serve_tcp(mut s: TcpStream) {
     }
 }
 
+/// One way of reaching the servers: the command prefix (ours runs inside the sandbox's
+/// network namespace), the client's mode, the proxy and the CA to trust.
+struct Way<'a> {
+    prefix: &'a [&'a str],
+    mode: &'a str,
+    proxy: &'a str,
+    ca: &'a str,
+}
+
+/// Runs `what` for every way, `ROUNDS` times over, one way after another in each round, so
+/// that a machine whose speed drifts (shared cores) drifts for all of them alike. Returns,
+/// per way, each round's output.
+fn interleaved(
+    ways: &[Way],
+    target: SocketAddr,
+    https: SocketAddr,
+    what: &str,
+    env: (&str, usize),
+) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = vec![Vec::new(); ways.len()];
+    for _ in 0..ROUNDS {
+        for (i, w) in ways.iter().enumerate() {
+            out[i].push(run_client(
+                w.prefix,
+                w.mode,
+                w.proxy,
+                target,
+                https,
+                w.ca,
+                what,
+                Some((env.0, &env.1.div_ceil(ROUNDS).to_string())),
+            ));
+        }
+    }
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        for (w, rounds) in ways.iter().zip(&out) {
+            let firsts: Vec<String> = rounds.iter().map(|o| format!("{:.0}", value(o))).collect();
+            eprintln!("{:>8} {what}: {}", w.mode, firsts.join(" "));
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_client(
     prefix: &[&str],
     mode: &str,
@@ -232,6 +302,7 @@ fn run_client(
     https: SocketAddr,
     ca: &str,
     what: &str,
+    env: Option<(&str, &str)>,
 ) -> String {
     let exe = std::env::current_exe().expect("exe");
     let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
@@ -249,10 +320,12 @@ fn run_client(
         .iter()
         .map(|s| s.to_string()),
     );
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .output()
-        .expect("client");
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("client");
     assert!(
         out.status.success(),
         "client {mode} {what}: {}",
@@ -261,10 +334,18 @@ fn run_client(
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn value(line: &str) -> f64 {
-    line.split_whitespace()
+/// The first figure a client printed.
+fn value(out: &str) -> f64 {
+    out.split_whitespace()
         .nth(1)
         .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The figure a client printed as `key value`.
+fn field(out: &str, key: &str) -> f64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(f64::NAN)
 }
 
@@ -317,51 +398,84 @@ fn orchestrate() {
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |what: &str| only.is_empty() || only == what;
+    let ways = {
+        let mut w = vec![
+            Way {
+                prefix: &[],
+                mode: "direct",
+                proxy: "-",
+                ca: &gh_ca,
+            },
+            Way {
+                prefix: &ours,
+                mode: "proxy",
+                proxy: "127.0.0.1:3128",
+                ca: &sandbox_ca,
+            },
+        ];
+        if tiny.is_some() {
+            w.push(Way {
+                prefix: &[],
+                mode: "byaddr",
+                proxy: "127.0.0.1:18888",
+                ca: &gh_ca,
+            });
+        }
+        w
+    };
+    let shown = |v: Option<f64>, digits: usize| {
+        v.map(|v| format!("{v:.digits$}"))
+            .unwrap_or_else(|| "-".into())
+    };
     if want("latency") {
-        let direct_lat = value(&run_client(
-            &[],
-            "direct",
-            "-",
+        let runs = env_usize("BENCH_LATENCY_RUNS", LATENCY_RUNS);
+        let outs = interleaved(
+            &ways,
             target,
             https,
-            &gh_ca,
             "latency",
-        ));
-        let ours_lat = value(&run_client(
-            &ours,
-            "proxy",
-            "127.0.0.1:3128",
-            target,
-            https,
-            &sandbox_ca,
-            "latency",
-        ));
-        let tiny_lat = tiny.as_ref().map(|_| {
-            value(&run_client(
-                &[],
-                "byaddr",
-                "127.0.0.1:18888",
-                target,
-                https,
-                &gh_ca,
-                "latency",
-            ))
-        });
-        println!(
-            "{:<22}{:>14.1}{:>14.1}{:>14}",
-            "CONNECT p50 (µs)",
-            direct_lat,
-            ours_lat,
-            tiny_lat.map(|v| format!("{v:.1}")).unwrap_or("-".into())
+            ("BENCH_LATENCY_RUNS", runs),
         );
+        // Per way: the median over rounds of each round's p50.
+        let figure = |i: usize, key: &str| -> Option<f64> {
+            outs.get(i)
+                .map(|rounds| median(rounds.iter().map(|o| field(o, key)).collect()))
+        };
+        // Added latency per round (each proxied round beside the direct round just before
+        // it), then the median.
+        let added = |i: usize| -> Option<f64> {
+            outs.get(i).map(|rounds| {
+                median(
+                    rounds
+                        .iter()
+                        .zip(&outs[0])
+                        .map(|(o, d)| field(o, "latency_p50_us") - field(d, "latency_p50_us"))
+                        .collect(),
+                )
+            })
+        };
+        for (label, key) in [
+            ("CONNECT p50 (µs)", "latency_p50_us"),
+            // Where the time goes: opening (connect, plus CONNECT and its answer through a
+            // proxy), then the first byte there and back.
+            ("  open", "open_p50_us"),
+            ("  first byte", "ping_p50_us"),
+        ] {
+            println!(
+                "{:<22}{:>14}{:>14}{:>14}",
+                label,
+                shown(figure(0, key), 1),
+                shown(figure(1, key), 1),
+                shown(figure(2, key), 1)
+            );
+        }
         println!(
-            "{:<22}{:>14}{:>14.1}{:>14}   (target ≤ 150 µs)",
+            "{:<22}{:>14}{:>14}{:>14}   (target ≤ 150 µs; median of {ROUNDS} interleaved rounds of {} connections)",
             "  added by the proxy",
             "",
-            ours_lat - direct_lat,
-            tiny_lat
-                .map(|v| format!("{:.1}", v - direct_lat))
-                .unwrap_or("-".into())
+            shown(added(1), 1),
+            shown(added(2), 1),
+            runs.div_ceil(ROUNDS)
         );
     }
     if want("bulk") {
@@ -373,6 +487,7 @@ fn orchestrate() {
             https,
             &gh_ca,
             "bulk",
+            None,
         ));
         let ours_bulk = value(&run_client(
             &ours,
@@ -382,6 +497,7 @@ fn orchestrate() {
             https,
             &sandbox_ca,
             "bulk",
+            None,
         ));
         let tiny_bulk = tiny.as_ref().map(|_| {
             value(&run_client(
@@ -392,6 +508,7 @@ fn orchestrate() {
                 https,
                 &gh_ca,
                 "bulk",
+                None,
             ))
         });
         println!(
@@ -404,36 +521,29 @@ fn orchestrate() {
         );
     }
     if want("l7") {
-        let direct_rps = value(&run_client(&[], "direct", "-", target, https, &gh_ca, "l7"));
-        let ours_rps = value(&run_client(
-            &ours,
-            "proxy",
-            "127.0.0.1:3128",
-            target,
-            https,
-            &sandbox_ca,
-            "l7",
-        ));
-        let tiny_rps = tiny.as_ref().map(|_| {
-            value(&run_client(
-                &[],
-                "byaddr",
-                "127.0.0.1:18888",
-                target,
-                https,
-                &gh_ca,
-                "l7",
-            ))
-        });
+        let requests = env_usize("BENCH_L7_REQUESTS", L7_REQUESTS);
+        let outs = interleaved(&ways, target, https, "l7", ("BENCH_L7_REQUESTS", requests));
+        let rps = |i: usize| -> Option<f64> {
+            outs.get(i)
+                .map(|rounds| median(rounds.iter().map(|o| value(o)).collect()))
+        };
+        // The share of direct per round (beside the direct round just before it), then the
+        // median.
+        let share = median(
+            outs[1]
+                .iter()
+                .zip(&outs[0])
+                .map(|(o, d)| value(o) / value(d) * 100.0)
+                .collect(),
+        );
         println!(
-            "{:<22}{:>14.0}{:>14.0}{:>14}   ({:.0}% of direct, inspected; target ≥ 50%)",
+            "{:<22}{:>14}{:>14}{:>14}   ({share:.0}% of direct, inspected; target ≥ 50%)",
             "HTTPS keep-alive req/s",
-            direct_rps,
-            ours_rps,
-            tiny_rps
-                .map(|v| format!("{v:.0} (tunnel)"))
-                .unwrap_or("-".into()),
-            ours_rps / direct_rps * 100.0
+            shown(rps(0), 0),
+            shown(rps(1), 0),
+            rps(2)
+                .map(|v| format!("{v:.0} tunnel"))
+                .unwrap_or_else(|| "-".into()),
         );
     }
     if want("rss") {

@@ -69,17 +69,27 @@ fn parse_head(buf: &[u8]) -> Head {
 pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Caller) {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::with_capacity(1024);
+    // The listener defers accepting until the request has arrived, so it is usually there:
+    // read it at once, not after the reactor's first report on a fresh socket.
+    match read_now(&stream, &mut head) {
+        Ok(0) => return,
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(_) => return,
+    }
     let (len, path) = loop {
+        if !head.is_empty() {
+            match parse_head(&head) {
+                Head::Partial if head.len() < HEAD_LIMIT => {}
+                Head::Connect(len, path) => break (len, path),
+                Head::Partial | Head::Other => {
+                    return serve_http(Prefixed::new(head, stream), shared, caller).await;
+                }
+            }
+        }
         match stream.read_buf(&mut head).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
-        }
-        match parse_head(&head) {
-            Head::Partial if head.len() < HEAD_LIMIT => continue,
-            Head::Connect(len, path) => break (len, path),
-            Head::Partial | Head::Other => {
-                return serve_http(Prefixed::new(head, stream), shared, caller).await;
-            }
         }
     };
     // The request target as hyper reads it; one it would refuse, it refuses itself.
@@ -96,15 +106,11 @@ pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Ca
         Ok(x) => x,
         Err(r) => return answer_and_close(stream, &r).await,
     };
+    if write_now(&stream, b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_err()
     {
-        use tokio::io::AsyncWriteExt;
-        if stream
-            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await
-            .is_err()
-        {
-            return;
-        }
+        return;
     }
     let conn = Conn {
         shared,
@@ -118,6 +124,35 @@ pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Ca
     } else {
         inspect::passthrough_tcp(stream, &early, upstream, conn).await;
     }
+}
+
+/// One read straight from the socket, whatever the reactor knows of it yet.
+fn read_now(stream: &TcpStream, into: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut buf = [0u8; 2048];
+    let n = (&*socket2::SockRef::from(stream)).read(&mut buf)?;
+    into.extend_from_slice(&buf[..n]);
+    Ok(n)
+}
+
+/// Writes `data`, first straight to the socket (a fresh one has room, though the reactor
+/// has not said so yet), then whatever is left when the reactor says it can go.
+pub async fn write_now(stream: &TcpStream, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut left = match (&*socket2::SockRef::from(stream)).write(data) {
+        Ok(n) => &data[n..],
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => data,
+        Err(e) => return Err(e),
+    };
+    while !left.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(left) {
+            Ok(n) => left = &left[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes a refusal the way hyper would frame it, then closes the connection.

@@ -52,6 +52,7 @@ pub const MAX_CONNECTIONS: usize = 8192;
 
 /// Serves the proxy on `listener` until the runtime stops.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    tune(&listener);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     // Bound to one address, every accepted socket has it as its local end: no need to ask.
     let bound = listener
@@ -72,7 +73,6 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -93,6 +93,36 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             http::serve_client(stream, shared, caller).await;
         });
     }
+}
+
+/// How long an opened connection may stay silent before the proxy is woken for it anyway.
+const DEFER_ACCEPT_SECS: libc::c_int = 5;
+
+/// Options every accepted connection inherits: no Nagle delay (one call here instead of one
+/// per connection), and woken only once the client's first request has arrived, so accepting
+/// and reading the request take one wake-up (clients of an HTTP proxy always speak first).
+fn tune(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let set = |opt: libc::c_int, value: libc::c_int| {
+        // SAFETY: setsockopt on our listening socket with a correctly sized int.
+        let r = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                opt,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            tracing::warn!(
+                "proxy listener option {opt}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    };
+    set(libc::TCP_NODELAY, 1);
+    set(libc::TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECS);
 }
 
 impl Shared {

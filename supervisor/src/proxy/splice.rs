@@ -1,15 +1,28 @@
-//! Zero-copy tunnels: bytes move socket → pipe → socket inside the kernel (splice(2)), so a
-//! bulk transfer through the proxy costs no copies through user space.
+//! Tunnel bytes. A direction starts by copying through one buffer shared by every tunnel
+//! (most tunnels carry a handshake and a few small messages, and a pipe would cost two
+//! descriptors to make and close); once a read fills that buffer, bulk data is flowing and
+//! the direction moves to splice(2): socket → pipe → socket inside the kernel, no copies
+//! through user space.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+/// The shared copy buffer; a read that fills it switches its direction to splice.
+const COPY: usize = 16 * 1024;
 
 const CHUNK: usize = 1 << 20;
 
 /// What a fresh pipe holds (16 pages).
 const DEFAULT_PIPE: usize = 64 * 1024;
+
+thread_local! {
+    // Only borrowed between two non-blocking calls, never across an await.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; COPY].into_boxed_slice());
+}
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
@@ -44,10 +57,83 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
-/// Moves bytes from `from` to `to` until `from` ends, then half-closes `to`.
-async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
-    let (pr, pw) = pipe()?;
+/// What one read-and-write through the shared buffer did.
+enum Step {
+    /// Nothing to read after all.
+    Again,
+    /// End of stream.
+    End,
+    /// `n` bytes read; `rest` of them could not be written yet.
+    Moved { n: usize, rest: Vec<u8> },
+}
+
+/// Reads once from `from` and writes what it can of it to `to` at once.
+fn copy_once(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
+    SCRATCH.with_borrow_mut(|buf| {
+        let n = match from.try_read(buf) {
+            Ok(0) => return Ok(Step::End),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
+            Err(e) => return Err(e),
+        };
+        let w = match to.try_write(&buf[..n]) {
+            Ok(w) => w,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        // Empty (no allocation) unless `to` is slower than `from`.
+        Ok(Step::Moved {
+            n,
+            rest: buf[w..n].to_vec(),
+        })
+    })
+}
+
+async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        to.writable().await?;
+        match to.try_write(data) {
+            Ok(w) => data = &data[w..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The end of one direction: the peer is told (half-close), unless the other direction has
+/// ended too, when closing both sockets (next) says it with one call less. Both receive
+/// queues are drained by then, so the close sends FIN, not RST.
+fn ended(to: &TcpStream, ends: &AtomicU8) {
+    if ends.fetch_add(1, Ordering::Relaxed) == 0 {
+        // SAFETY: shutdown on a socket we hold; the peer sees end of stream.
+        unsafe {
+            libc::shutdown(to.as_raw_fd(), libc::SHUT_WR);
+        }
+    }
+}
+
+/// Moves bytes from `from` to `to` until `from` ends.
+async fn one_way(from: &TcpStream, to: &TcpStream, ends: &AtomicU8) -> io::Result<u64> {
     let mut total = 0u64;
+    loop {
+        from.readable().await?;
+        match copy_once(from, to)? {
+            Step::Again => continue,
+            Step::End => {
+                ended(to, ends);
+                return Ok(total);
+            }
+            Step::Moved { n, rest } => {
+                write_all(to, &rest).await?;
+                total += n as u64;
+                if n == COPY {
+                    break;
+                }
+            }
+        }
+    }
+    let (pr, pw) = pipe()?;
     let mut grown = false;
     loop {
         let n = loop {
@@ -61,10 +147,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
             }
         };
         if n == 0 {
-            // SAFETY: shutdown on a socket we hold; the peer sees end of stream.
-            unsafe {
-                libc::shutdown(to.as_raw_fd(), libc::SHUT_WR);
-            }
+            ended(to, ends);
             return Ok(total);
         }
         let mut left = n;
@@ -86,7 +169,60 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     }
 }
 
-/// Splices both directions until both have ended (or one fails).
+/// Moves both directions until both have ended (or one fails).
 pub async fn bidirectional(a: &TcpStream, b: &TcpStream) -> io::Result<(u64, u64)> {
-    tokio::try_join!(one_way(a, b), one_way(b, a))
+    let ends = AtomicU8::new(0);
+    tokio::try_join!(one_way(a, b, &ends), one_way(b, a, &ends))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let a = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (b, _) = l.accept().await.expect("accept");
+        (a, b)
+    }
+
+    /// Small and bulk data both ways arrive whole and in order, and each end sees the other's
+    /// end of stream (the half-close passes through).
+    #[tokio::test(flavor = "current_thread")]
+    async fn small_then_bulk_both_ways_with_half_close() {
+        let (mut client, proxy_a) = pair().await;
+        let (proxy_b, mut server) = pair().await;
+        let tunnel = tokio::spawn(async move { bidirectional(&proxy_a, &proxy_b).await });
+        let bulk: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
+        let sent = bulk.clone();
+        let up = tokio::spawn(async move {
+            client.write_all(b"hello").await.expect("small");
+            client.write_all(&sent).await.expect("bulk");
+            client.shutdown().await.expect("half-close");
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.expect("answer");
+            back
+        });
+        let mut got = Vec::new();
+        server
+            .read_to_end(&mut got)
+            .await
+            .expect("server reads to the end");
+        assert_eq!(&got[..5], b"hello");
+        assert!(got[5..] == bulk[..], "bulk data arrives whole and in order");
+        server.write_all(b"bye").await.expect("answer");
+        server.write_all(&bulk).await.expect("bulk answer");
+        drop(server);
+        let back = up.await.expect("client");
+        assert_eq!(&back[..3], b"bye");
+        assert!(back[3..] == bulk[..]);
+        let (a, b) = tunnel.await.expect("tunnel").expect("no error");
+        assert_eq!(a, 5 + bulk.len() as u64);
+        assert_eq!(b, 3 + bulk.len() as u64);
+    }
 }

@@ -82,21 +82,68 @@ pub async fn connect(ips: &[IpAddr], port: u16) -> Result<TcpStream, String> {
     let mut last = String::from("no address to try");
     for ip in ips {
         let addr = SocketAddr::new(*ip, port);
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Ok(Err(e)) => last = format!("{addr}: {e}"),
-            Err(_) => last = format!("{addr}: timed out after {}s", CONNECT_TIMEOUT.as_secs()),
+        match connect_one(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = format!("{addr}: {e}"),
         }
     }
     Err(last)
 }
 
+/// One connection attempt, without Nagle's delay. A near destination (loopback, a local
+/// bridge) has often answered before `connect` returns: then the socket is used at once,
+/// with no wait for the reactor and no timer.
+async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&SockAddr::from(addr)) {
+        Ok(()) => return TcpStream::from_std(socket.into()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    // Connected already when it has a peer (one call answers both "done?" and "failed?":
+    // a failed attempt has no peer and takes the slow path, which reports why).
+    if socket.peer_addr().is_ok() {
+        return TcpStream::from_std(socket.into());
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, stream.writable()).await {
+        Ok(ready) => ready?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("timed out after {}s", CONNECT_TIMEOUT.as_secs()),
+            ));
+        }
+    }
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    Ok(stream)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn connects_to_a_listener_and_says_why_it_cannot() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let s = connect(&[ip], port).await.expect("connects");
+        assert!(s.nodelay().expect("nodelay"), "no Nagle delay upstream");
+        assert_eq!(s.peer_addr().expect("peer").port(), port);
+        drop(listener);
+        let e = connect(&[ip], port).await.expect_err("nobody listens");
+        assert!(e.contains("refused"), "{e}");
+        assert!(e.starts_with(&format!("127.0.0.1:{port}")), "{e}");
+    }
 
     #[test]
     fn pins_parse_and_explain_mistakes() {
