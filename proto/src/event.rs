@@ -76,6 +76,81 @@ pub fn to_json(e: &Event) -> Value {
     Value::Object(m)
 }
 
+/// Appends [`to_json`]'s object, serialised, to `out`: the same bytes, without building the
+/// object (no allocation per field; this runs for every event a busy proxy logs).
+pub fn write_json(e: &Event, out: &mut Vec<u8>) {
+    fn key(out: &mut Vec<u8>, first: &mut bool, k: &str) {
+        if !*first {
+            out.push(b',');
+        }
+        *first = false;
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"\":");
+    }
+    fn text(out: &mut Vec<u8>, v: &str) {
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    let mut first = true;
+    // Keys in the order the object (a sorted map) serialises them.
+    out.push(b'{');
+    key(out, &mut first, "action");
+    text(out, &e.action);
+    let opt = |out: &mut Vec<u8>, first: &mut bool, k: &str, v: &str| {
+        if !v.is_empty() {
+            key(out, first, k);
+            text(out, v);
+        }
+    };
+    opt(out, &mut first, "binary", &e.binary);
+    if !e.fields.is_empty() {
+        key(out, &mut first, "fields");
+        let mut keys: Vec<&String> = e.fields.keys().collect();
+        keys.sort();
+        out.push(b'{');
+        for (i, k) in keys.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            text(out, k);
+            out.push(b':');
+            text(out, &e.fields[k]);
+        }
+        out.push(b'}');
+    }
+    opt(out, &mut first, "host", &e.host);
+    key(out, &mut first, "kind");
+    text(out, &e.kind);
+    opt(out, &mut first, "layer", &e.layer);
+    key(out, &mut first, "level");
+    text(out, &e.level);
+    opt(out, &mut first, "message", &e.message);
+    opt(out, &mut first, "method", &e.method);
+    opt(out, &mut first, "path", &e.path);
+    if e.pid != 0 {
+        key(out, &mut first, "pid");
+        out.extend_from_slice(e.pid.to_string().as_bytes());
+    }
+    opt(out, &mut first, "policy", &e.policy);
+    if e.port != 0 {
+        key(out, &mut first, "port");
+        out.extend_from_slice(e.port.to_string().as_bytes());
+    }
+    opt(out, &mut first, "reason", &e.reason);
+    key(out, &mut first, "sandbox");
+    text(out, &e.sandbox);
+    if e.seq != 0 {
+        key(out, &mut first, "seq");
+        out.extend_from_slice(e.seq.to_string().as_bytes());
+    }
+    key(out, &mut first, "source");
+    text(out, &e.source);
+    key(out, &mut first, "time");
+    text(out, &e.time);
+    out.push(b'}');
+}
+
 /// Reads an event back from its JSON object (the inverse of [`to_json`]).
 pub fn from_json(v: &Value) -> Option<Event> {
     let o = v.as_object()?;
@@ -145,4 +220,53 @@ pub fn to_line(e: &Event) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast writer and the object agree byte for byte, whatever the fields hold.
+    #[test]
+    fn write_json_is_to_json_serialised() {
+        let full = Event {
+            seq: 42,
+            time: now_rfc3339(),
+            sandbox: "demo".into(),
+            source: "sandbox".into(),
+            level: "warn".into(),
+            kind: "network".into(),
+            action: "deny".into(),
+            host: "api.github.com".into(),
+            port: 443,
+            binary: "/usr/bin/curl".into(),
+            pid: 1234,
+            method: "POST".into(),
+            path: "/repos/\"x\"/issues".into(),
+            policy: "github".into(),
+            reason: "tab\there, newline\nthere, \u{1} control, é, \u{2028}".into(),
+            message: "back\\slash </script>".into(),
+            layer: "l7".into(),
+            fields: [
+                ("b".to_string(), "2".to_string()),
+                ("a".into(), "\"1\"".into()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let sparse = Event {
+            kind: "lifecycle".into(),
+            message: "started".into(),
+            ..Event::default()
+        };
+        for e in [full, sparse, Event::default()] {
+            let mut fast = Vec::new();
+            write_json(&e, &mut fast);
+            let slow = serde_json::to_vec(&to_json(&e)).expect("serialise");
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&slow)
+            );
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Where the supervisor's events go: JSON lines (DESIGN §5) to a log file, or to the gateway
 //! in managed mode. Emitting never blocks the proxy: events queue to a writer task.
 
-use openshell_proto::event::{now_rfc3339, to_json};
+use openshell_proto::event::{now_rfc3339, write_json};
 use openshell_proto::pb::Event;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -195,6 +195,6 @@ impl Sink for LogSink {
 }
 
 fn push_line(buf: &mut Vec<u8>, e: &Event) {
-    let _ = serde_json::to_writer(&mut *buf, &to_json(e));
+    write_json(e, buf);
     buf.push(b'\n');
 }

@@ -57,6 +57,25 @@ pub fn response(status: StatusCode, body: &Body, close: bool) -> Response<Bytes>
     r
 }
 
+/// A refusal as it goes on the wire, framed by its length.
+pub fn to_bytes(r: &Response<Bytes>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + r.body().len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(r.status().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(r.status().canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (k, v) in r.headers() {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", r.body().len()).as_bytes());
+    out.extend_from_slice(r.body());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

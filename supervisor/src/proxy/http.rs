@@ -155,27 +155,10 @@ pub async fn write_now(stream: &TcpStream, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes a refusal the way hyper would frame it, then closes the connection.
+/// Writes a refusal, then closes the connection.
 async fn answer_and_close(mut stream: TcpStream, r: &Response<Bytes>) {
-    use std::fmt::Write as _;
     use tokio::io::AsyncWriteExt;
-    let mut text = String::with_capacity(256);
-    let _ = write!(
-        text,
-        "HTTP/1.1 {} {}\r\n",
-        r.status().as_str(),
-        r.status().canonical_reason().unwrap_or("")
-    );
-    let mut out = text.into_bytes();
-    for (k, v) in r.headers() {
-        out.extend_from_slice(k.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("content-length: {}\r\n\r\n", r.body().len()).as_bytes());
-    out.extend_from_slice(r.body());
-    if stream.write_all(&out).await.is_ok() {
+    if stream.write_all(&deny::to_bytes(r)).await.is_ok() {
         let _ = stream.shutdown().await;
     }
 }

@@ -1,19 +1,19 @@
 //! Inside an allowed connection: plain tunnels, and inspected tunnels where TLS is terminated
-//! with the sandbox CA and every request (keep-alive included) is decided on its own.
+//! with the sandbox CA and every request (keep-alive included) is decided on its own (by the
+//! relay; absolute-form requests, which come through the HTTP server, are forwarded here).
 //! Both close themselves when a new policy revision no longer allows their destination.
 
 use super::http::{ProxyBody, full};
 use super::prefixed::Prefixed;
 use super::{Caller, Shared, Target, upstream};
 use crate::engine::{Action, Decision, L7Input, request};
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -93,7 +93,8 @@ pub async fn passthrough_tcp(client: TcpStream, early: &[u8], up: TcpStream, con
 }
 
 /// An inspected tunnel: TLS (detected by its first byte) is terminated with a certificate for
-/// the host from the sandbox CA; plain HTTP is read as it is.
+/// the host from the sandbox CA; plain HTTP is read as it is. Every request is then decided
+/// on its own ([`super::relay`]).
 pub async fn tunnel<C>(mut client: C, up: TcpStream, conn: Conn)
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -106,66 +107,154 @@ where
     first.truncate(n);
     let is_tls = first[0] == 0x16;
     let client = Prefixed::new(first, client);
-    let conn = Arc::new(conn);
-    if is_tls {
-        let config = match conn.shared.ca.server_config(&conn.target.host) {
-            Ok(c) => c,
-            Err(e) => {
-                conn.shared
-                    .events
-                    .say("error", "network", format!("TLS termination failed: {e}"));
-                return;
-            }
-        };
-        let tls = match tokio_rustls::TlsAcceptor::from(config).accept(client).await {
-            Ok(t) => t,
-            Err(e) => {
-                let mut ev = conn.shared.events.event("warn", "network", "");
-                ev.host = conn.target.host.clone();
-                ev.port = u32::from(conn.target.port);
-                ev.binary = conn.caller.binary.to_string();
-                ev.message = format!(
-                    "TLS handshake with the sandbox client failed: {e} (does it trust the sandbox CA?)"
-                );
-                conn.shared.events.emit(ev);
-                return;
-            }
-        };
-        let name = ServerName::try_from(conn.target.host.clone()).ok();
-        serve_inspected(tls, Upstream::tls(up, name), conn).await;
-    } else {
-        serve_inspected(client, Upstream::plain(up), conn).await;
-    }
-}
-
-async fn serve_inspected<C>(client: C, up: Upstream, conn: Arc<Conn>)
-where
-    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let up = Arc::new(tokio::sync::Mutex::new(up));
-    let c = conn.clone();
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let conn = c.clone();
-        let up = up.clone();
-        async move {
-            let mut up = up.lock().await;
-            Ok::<_, Infallible>(forward(req, &conn, &mut up).await)
+    if !is_tls {
+        tokio::select! {
+            _ = super::relay::serve(client, up, None, &conn) => {}
+            _ = conn.revoked() => {}
         }
-    });
-    let serve = hyper::server::conn::http1::Builder::new()
-        .preserve_header_case(true)
-        .serve_connection(TokioIo::new(client), svc)
-        .with_upgrades();
+        return;
+    }
+    let config = match conn.shared.ca.server_config(&conn.target.host) {
+        Ok(c) => c,
+        Err(e) => {
+            conn.shared
+                .events
+                .say("error", "network", format!("TLS termination failed: {e}"));
+            return;
+        }
+    };
+    let tls = match tokio_rustls::TlsAcceptor::from(config).accept(client).await {
+        Ok(t) => t,
+        Err(e) => {
+            let mut ev = conn.shared.events.event("warn", "network", "");
+            ev.host = conn.target.host.clone();
+            ev.port = u32::from(conn.target.port);
+            ev.binary = conn.caller.binary.to_string();
+            ev.message = format!(
+                "TLS handshake with the sandbox client failed: {e} (does it trust the sandbox CA?)"
+            );
+            conn.shared.events.emit(ev);
+            return;
+        }
+    };
+    let Ok(name) = ServerName::try_from(conn.target.host.clone()) else {
+        conn.shared.events.say(
+            "warn",
+            "network",
+            format!("{} is not a valid TLS server name", conn.target.host),
+        );
+        return;
+    };
     tokio::select! {
-        _ = serve => {}
+        _ = super::relay::serve(tls, up, Some(name), &conn) => {}
         _ = conn.revoked() => {}
     }
 }
 
-/// The upstream side of an inspected connection, reconnected when the server closes it.
+/// Decides one request inside an allowed connection and records the decision: the decision
+/// and the path as shown (normalised when it could be).
+pub fn decide(conn: &Conn, method: &str, raw_path: &str, query: &str) -> (Decision, String) {
+    let method = method.to_ascii_uppercase();
+    let query = request::parse_query(query);
+    let active = conn.shared.current.get();
+    let (decision, shown_path) = match request::normalize_path(raw_path) {
+        Ok(path) => {
+            let d = active.engine.l7(&L7Input {
+                host: &conn.target.host,
+                port: conn.target.port,
+                binary: &conn.caller.binary,
+                method: &method,
+                path: &path,
+                query: &query,
+            });
+            (d, path)
+        }
+        Err(why) => (
+            Decision {
+                action: Action::Deny,
+                policy: None,
+                reason: why.into(),
+                layer: crate::engine::Layer::L7,
+                inspect: true,
+            },
+            raw_path.to_string(),
+        ),
+    };
+    drop(active);
+    let mut ev = conn
+        .shared
+        .network_event(&decision, &conn.target, &conn.caller);
+    ev.method = method;
+    ev.path = shown_path.clone();
+    conn.shared.events.emit(ev);
+    (decision, shown_path)
+}
+
+/// The refusal of a request (DESIGN §4); unless `close`, the connection stays open for the
+/// next one.
+fn refusal_response(
+    conn: &Conn,
+    d: &Decision,
+    method: &str,
+    shown_path: &str,
+    close: bool,
+) -> Response<Bytes> {
+    let method = method.to_ascii_uppercase();
+    let body = super::deny::Body::new(
+        "policy_denied",
+        format!("{method} {shown_path} not permitted by policy"),
+    )
+    .field("layer", "l7")
+    .field("host", conn.target.host.clone())
+    .field("port", conn.target.port)
+    .field("binary", conn.caller.binary.to_string())
+    .field("method", method)
+    .field("path", shown_path)
+    .opt("policy", d.policy.as_deref())
+    .field("reason", d.reason.to_string());
+    super::deny::response(StatusCode::FORBIDDEN, &body, close)
+}
+
+/// [`refusal_response`] as it goes on the wire.
+pub fn refusal(conn: &Conn, d: &Decision, method: &str, shown_path: &str, close: bool) -> Vec<u8> {
+    super::deny::to_bytes(&refusal_response(conn, d, method, shown_path, close))
+}
+
+/// The answer to a request the proxy cannot read safely; the connection ends after it.
+pub fn bad_request(conn: &Conn, why: &str) -> Vec<u8> {
+    let mut ev = conn.shared.events.event("warn", "network", "deny");
+    ev.host = conn.target.host.clone();
+    ev.port = u32::from(conn.target.port);
+    ev.binary = conn.caller.binary.to_string();
+    ev.pid = conn.caller.pid;
+    ev.layer = "l7".into();
+    ev.reason = format!("request refused unread: {why}");
+    conn.shared.events.emit(ev);
+    let body = super::deny::Body::new("bad_request", format!("request refused: {why}"))
+        .field("host", conn.target.host.clone())
+        .field("port", conn.target.port);
+    super::deny::to_bytes(&super::deny::response(StatusCode::BAD_REQUEST, &body, true))
+}
+
+/// The answer when the server cannot be reached or fails before answering; the connection
+/// ends after it.
+pub fn bad_gateway(conn: &Conn, why: &str) -> Vec<u8> {
+    let mut ev = conn
+        .shared
+        .events
+        .event("warn", "network", Action::Allow.as_str());
+    ev.host = conn.target.host.clone();
+    ev.port = u32::from(conn.target.port);
+    ev.binary = conn.caller.binary.to_string();
+    ev.pid = conn.caller.pid;
+    ev.message = format!("upstream unreachable: {why}");
+    conn.shared.events.emit(ev);
+    super::deny::to_bytes(&upstream_error_response(conn, why, true))
+}
+
+/// The server side of an absolute-form request, reconnected when the server closes it.
 pub struct Upstream {
     pending: Option<TcpStream>,
-    tls: Option<Option<ServerName<'static>>>,
     sender: Option<SendRequest<Incoming>>,
 }
 
@@ -173,15 +262,6 @@ impl Upstream {
     pub fn plain(s: TcpStream) -> Upstream {
         Upstream {
             pending: Some(s),
-            tls: None,
-            sender: None,
-        }
-    }
-
-    fn tls(s: TcpStream, name: Option<ServerName<'static>>) -> Upstream {
-        Upstream {
-            pending: Some(s),
-            tls: Some(name),
             sender: None,
         }
     }
@@ -197,20 +277,7 @@ impl Upstream {
                 Some(s) => s,
                 None => upstream::connect(&conn.ips, conn.target.port).await?,
             };
-            let sender = match &self.tls {
-                None => handshake(tcp).await?,
-                Some(name) => {
-                    let name = name.clone().ok_or_else(|| {
-                        format!("{} is not a valid TLS server name", conn.target.host)
-                    })?;
-                    let tls = tokio_rustls::TlsConnector::from(conn.shared.upstream_tls.clone())
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| format!("TLS with {} failed: {e}", conn.target.host))?;
-                    handshake(tls).await?
-                }
-            };
-            self.sender = Some(sender);
+            self.sender = Some(handshake(tcp).await?);
         }
         self.sender
             .as_mut()
@@ -233,60 +300,27 @@ where
     Ok(sender)
 }
 
-/// Decides one request and forwards it or answers the refusal.
+/// Decides one request (absolute-form, through the HTTP server) and forwards it or answers
+/// the refusal.
 pub async fn forward(
     req: Request<Incoming>,
     conn: &Conn,
     up: &mut Upstream,
 ) -> Response<ProxyBody> {
-    let method = req.method().as_str().to_ascii_uppercase();
-    let raw_path = req.uri().path().to_string();
-    let query = request::parse_query(req.uri().query().unwrap_or(""));
-    let active = conn.shared.current.get();
-    let (decision, shown_path) = match request::normalize_path(&raw_path) {
-        Ok(path) => {
-            let d = active.engine.l7(&L7Input {
-                host: &conn.target.host,
-                port: conn.target.port,
-                binary: &conn.caller.binary,
-                method: &method,
-                path: &path,
-                query: &query,
-            });
-            (d, path)
-        }
-        Err(why) => (
-            Decision {
-                action: Action::Deny,
-                policy: None,
-                reason: why.into(),
-                layer: crate::engine::Layer::L7,
-                inspect: true,
-            },
-            raw_path.clone(),
-        ),
-    };
-    drop(active);
-    let mut ev = conn
-        .shared
-        .network_event(&decision, &conn.target, &conn.caller);
-    ev.method = method.clone();
-    ev.path = shown_path.clone();
-    conn.shared.events.emit(ev);
+    let (decision, shown_path) = decide(
+        conn,
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query().unwrap_or(""),
+    );
     if decision.is_denied() {
-        let body = super::deny::Body::new(
-            "policy_denied",
-            format!("{method} {shown_path} not permitted by policy"),
-        )
-        .field("layer", "l7")
-        .field("host", conn.target.host.clone())
-        .field("port", conn.target.port)
-        .field("binary", conn.caller.binary.to_string())
-        .field("method", method.clone())
-        .field("path", shown_path)
-        .opt("policy", decision.policy.as_deref())
-        .field("reason", decision.reason.to_string());
-        return full(super::deny::response(StatusCode::FORBIDDEN, &body, false));
+        return full(refusal_response(
+            conn,
+            &decision,
+            req.method().as_str(),
+            &shown_path,
+            false,
+        ));
     }
     send(req, conn, up).await
 }
@@ -374,7 +408,11 @@ fn small_body<B>(resp: &Response<B>) -> bool {
 }
 
 fn upstream_error(conn: &Conn, why: &str) -> Response<ProxyBody> {
-    full(super::deny::response(
+    full(upstream_error_response(conn, why, false))
+}
+
+fn upstream_error_response(conn: &Conn, why: &str, close: bool) -> Response<Bytes> {
+    super::deny::response(
         StatusCode::BAD_GATEWAY,
         &super::deny::Body::new(
             "upstream_unreachable",
@@ -383,6 +421,6 @@ fn upstream_error(conn: &Conn, why: &str) -> Response<ProxyBody> {
                 conn.target.host, conn.target.port
             ),
         ),
-        false,
-    ))
+        close,
+    )
 }

@@ -3,10 +3,12 @@
 //! calling binary, resolved addresses) and, on inspected endpoints, each request.
 
 pub mod deny;
+mod h1;
 mod http;
 mod inspect;
 pub mod owner;
 mod prefixed;
+mod relay;
 mod splice;
 pub mod tls;
 pub mod upstream;
