@@ -189,6 +189,16 @@ async fn read_answers(c: &mut TcpStream, want: usize) -> String {
     String::from_utf8_lossy(&out).to_string()
 }
 
+/// A fresh server running `script`, one client connection through the relay sending
+/// `request`, and all the client got back until the connection closed.
+async fn exchange(script: Script, request: &[u8]) -> (String, Server, Proxied) {
+    let srv = server(script).await;
+    let mut p = relay_to(&srv).await;
+    p.client.write_all(request).await.expect("send");
+    let got = read_to_close(&mut p.client).await;
+    (got, srv, p)
+}
+
 fn drain(rx: &mut mpsc::Receiver<Event>) -> Vec<Event> {
     let mut v = Vec::new();
     while let Ok(e) = rx.try_recv() {
@@ -317,13 +327,11 @@ async fn answers_are_framed_for_the_client() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn ambiguous_requests_are_refused_unread_and_end_the_connection() {
-    let srv = server(Arc::new(|_, _| (ok("x"), false))).await;
-    let mut p = relay_to(&srv).await;
-    p.client
-        .write_all(b"POST /ok/a HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n")
-        .await
-        .expect("send");
-    let got = read_to_close(&mut p.client).await;
+    let (got, srv, mut p) = exchange(
+        Arc::new(|_, _| (ok("x"), false)),
+        b"POST /ok/a HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+    )
+    .await;
     assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{got}");
     assert!(
         got.contains("both Content-Length and Transfer-Encoding"),
@@ -399,14 +407,9 @@ async fn a_server_that_closes_between_answers_is_dialled_again() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_server_that_fails_mid_way_is_said_or_seen() {
+    const GET: &[u8] = b"GET /x HTTP/1.1\r\n\r\n";
     // No answer at all: the client is told why, in JSON.
-    let srv = server(Arc::new(|_, _| (Vec::new(), true))).await;
-    let mut p = relay_to(&srv).await;
-    p.client
-        .write_all(b"GET /x HTTP/1.1\r\n\r\n")
-        .await
-        .expect("send");
-    let got = read_to_close(&mut p.client).await;
+    let (got, _, _) = exchange(Arc::new(|_, _| (Vec::new(), true)), GET).await;
     assert!(got.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{got}");
     assert!(got.contains(r#""error":"upstream_unreachable""#), "{got}");
     assert!(
@@ -414,28 +417,12 @@ async fn a_server_that_fails_mid_way_is_said_or_seen() {
         "{got}"
     );
     // Cut short after the head: the client sees the connection end.
-    let srv = server(Arc::new(|_, _| {
-        (
-            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf".to_vec(),
-            true,
-        )
-    }))
-    .await;
-    let mut p = relay_to(&srv).await;
-    p.client
-        .write_all(b"GET /x HTTP/1.1\r\n\r\n")
-        .await
-        .expect("send");
-    let got = read_to_close(&mut p.client).await;
-    assert_eq!(got, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf");
+    let half = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf";
+    let (got, _, _) = exchange(Arc::new(|_, _| (half.to_vec(), true)), GET).await;
+    assert_eq!(got.as_bytes(), half);
     // A malformed answer.
-    let srv = server(Arc::new(|_, _| (b"SPDY/3 200 OK\r\n\r\n".to_vec(), false))).await;
-    let mut p = relay_to(&srv).await;
-    p.client
-        .write_all(b"GET /x HTTP/1.1\r\n\r\n")
-        .await
-        .expect("send");
-    let got = read_to_close(&mut p.client).await;
+    let spdy = b"SPDY/3 200 OK\r\n\r\n";
+    let (got, _, _) = exchange(Arc::new(|_, _| (spdy.to_vec(), false)), GET).await;
     assert!(got.starts_with("HTTP/1.1 502"), "{got}");
     assert!(got.contains("malformed"), "{got}");
 }
@@ -563,13 +550,11 @@ async fn large_bodies_pass_whole_both_ways() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_refused_request_awaiting_continue_ends_the_connection() {
-    let srv = server(Arc::new(|_, _| (ok("x"), false))).await;
-    let mut p = relay_to(&srv).await;
-    p.client
-        .write_all(b"PUT /secret HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-        .await
-        .expect("send");
-    let got = read_to_close(&mut p.client).await;
+    let (got, srv, _p) = exchange(
+        Arc::new(|_, _| (ok("x"), false)),
+        b"PUT /secret HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .await;
     assert!(got.starts_with("HTTP/1.1 403"), "{got}");
     assert!(got.contains("connection: close"), "{got}");
     assert!(srv.seen.lock().expect("lock").is_empty());

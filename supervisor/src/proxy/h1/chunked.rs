@@ -2,6 +2,8 @@
 //! exactly the data the proxy saw, with no extension, odd spacing or trailer it might read
 //! differently.
 
+use crate::engine::request::hex;
+
 /// Longest chunk-size line (digits and any extension) accepted.
 const MAX_SIZE_LINE: usize = 4096;
 /// Longest trailer section accepted (the trailers themselves are dropped).
@@ -188,15 +190,6 @@ impl Chunked {
             }
         }
         Ok(i)
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 
