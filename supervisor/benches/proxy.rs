@@ -6,7 +6,10 @@
 //!
 //! Run: `cargo bench -p openshell-sandbox --bench proxy` (root; `apt-get install tinyproxy`
 //! for the comparison). The clients run as separate processes: ours inside the sandbox's
-//! network namespace (via nsenter), the others on the host.
+//! network namespace (via nsenter), the others on the host. Each figure is measured in
+//! rounds that take turns with the comparisons, and the median round is shown.
+//! `BENCH_ONLY=latency|bulk|l7|rss` runs one; `BENCH_VERBOSE=1` prints every round;
+//! `BENCH_SUPERVISOR=PATH` measures another build of the supervisor.
 
 use openshell_e2e::netns::NetNs;
 use openshell_e2e::standin::StandIn;
@@ -19,8 +22,8 @@ use std::time::{Duration, Instant};
 
 const TCP_PORT: u16 = 9000;
 const BULK: u64 = 1 << 30;
-const LATENCY_RUNS: usize = 1200;
-const L7_REQUESTS: usize = 6000;
+const LATENCY_RUNS: usize = 3000;
+const L7_REQUESTS: usize = 30000;
 /// Each figure beside its comparisons is measured in this many interleaved rounds.
 const ROUNDS: usize = 6;
 
@@ -250,19 +253,36 @@ struct Way<'a> {
     ca: &'a str,
 }
 
+/// CPU time the process `pid` has used, all threads, in nanoseconds (the scheduler's own
+/// account, finer than the tick counts of `/proc/PID/stat`).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Runs `what` for every way, `ROUNDS` times over, one way after another in each round, so
 /// that a machine whose speed drifts (shared cores) drifts for all of them alike. Returns,
-/// per way, each round's output.
+/// per way, each round's output, and the CPU the supervisor `sup` used during our rounds.
 fn interleaved(
     ways: &[Way],
     target: SocketAddr,
     https: SocketAddr,
     what: &str,
     env: (&str, usize),
-) -> Vec<Vec<String>> {
+    sup: u32,
+    rounds: usize,
+) -> (Vec<Vec<String>>, u64) {
     let mut out: Vec<Vec<String>> = vec![Vec::new(); ways.len()];
-    for _ in 0..ROUNDS {
+    let mut sup_ns = 0;
+    for _ in 0..rounds {
         for (i, w) in ways.iter().enumerate() {
+            let before = cpu_ns(sup);
             out[i].push(run_client(
                 w.prefix,
                 w.mode,
@@ -271,8 +291,11 @@ fn interleaved(
                 https,
                 w.ca,
                 what,
-                Some((env.0, &env.1.div_ceil(ROUNDS).to_string())),
+                Some((env.0, &env.1.div_ceil(rounds).to_string())),
             ));
+            if w.mode == "proxy" {
+                sup_ns += cpu_ns(sup).saturating_sub(before);
+            }
         }
     }
     if std::env::var_os("BENCH_VERBOSE").is_some() {
@@ -281,7 +304,7 @@ fn interleaved(
             eprintln!("{:>8} {what}: {}", w.mode, firsts.join(" "));
         }
     }
-    out
+    (out, sup_ns)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -367,7 +390,12 @@ fn orchestrate() {
     )
     .expect("policy");
     let log = dir.path().join("events.log");
-    let mut sup = Command::new(env!("CARGO_BIN_EXE_openshell-sandbox"))
+    // Another build can be measured in its place (an A/B beside the previous commit).
+    let sup_bin = std::env::var("BENCH_SUPERVISOR")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_openshell-sandbox").to_string());
+    let mut sup = Command::new(sup_bin)
         .arg("run")
         .arg("--policy")
         .arg(&policy)
@@ -429,12 +457,14 @@ fn orchestrate() {
     };
     if want("latency") {
         let runs = env_usize("BENCH_LATENCY_RUNS", LATENCY_RUNS);
-        let outs = interleaved(
+        let (outs, sup_ns) = interleaved(
             &ways,
             target,
             https,
             "latency",
             ("BENCH_LATENCY_RUNS", runs),
+            sup_pid,
+            ROUNDS,
         );
         // Per way: the median over rounds of each round's p50.
         let figure = |i: usize, key: &str| -> Option<f64> {
@@ -477,52 +507,47 @@ fn orchestrate() {
             shown(added(2), 1),
             runs.div_ceil(ROUNDS)
         );
+        println!(
+            "{:<22}{:>14}{:>14.1}{:>14}   (supervisor, all threads)",
+            "  CPU per tunnel (µs)",
+            "",
+            sup_ns as f64 / 1e3 / (runs.div_ceil(ROUNDS) * ROUNDS) as f64,
+            ""
+        );
     }
     if want("bulk") {
-        let direct_bulk = value(&run_client(
-            &[],
-            "direct",
-            "-",
-            target,
-            https,
-            &gh_ca,
-            "bulk",
-            None,
-        ));
-        let ours_bulk = value(&run_client(
-            &ours,
-            "proxy",
-            "127.0.0.1:3128",
-            target,
-            https,
-            &sandbox_ca,
-            "bulk",
-            None,
-        ));
-        let tiny_bulk = tiny.as_ref().map(|_| {
-            value(&run_client(
-                &[],
-                "byaddr",
-                "127.0.0.1:18888",
-                target,
-                https,
-                &gh_ca,
-                "bulk",
-                None,
-            ))
-        });
+        // Each round moves the whole GiB; fewer rounds than the short figures.
+        let (outs, _) = interleaved(&ways, target, https, "bulk", ("BENCH_BULK", 1), sup_pid, 3);
+        let rate = |i: usize| -> Option<f64> {
+            outs.get(i)
+                .map(|rounds| median(rounds.iter().map(|o| value(o)).collect()))
+        };
+        let share = median(
+            outs[1]
+                .iter()
+                .zip(&outs[0])
+                .map(|(o, d)| value(o) / value(d) * 100.0)
+                .collect(),
+        );
         println!(
-            "{:<22}{:>14.0}{:>14.0}{:>14}   ({:.0}% of direct; target ≥ 80%)",
+            "{:<22}{:>14}{:>14}{:>14}   ({share:.0}% of direct; target ≥ 80%)",
             "1 GiB bulk (MiB/s)",
-            direct_bulk,
-            ours_bulk,
-            tiny_bulk.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
-            ours_bulk / direct_bulk * 100.0
+            shown(rate(0), 0),
+            shown(rate(1), 0),
+            shown(rate(2), 0),
         );
     }
     if want("l7") {
         let requests = env_usize("BENCH_L7_REQUESTS", L7_REQUESTS);
-        let outs = interleaved(&ways, target, https, "l7", ("BENCH_L7_REQUESTS", requests));
+        let (outs, sup_ns) = interleaved(
+            &ways,
+            target,
+            https,
+            "l7",
+            ("BENCH_L7_REQUESTS", requests),
+            sup_pid,
+            ROUNDS,
+        );
         let rps = |i: usize| -> Option<f64> {
             outs.get(i)
                 .map(|rounds| median(rounds.iter().map(|o| value(o)).collect()))
@@ -544,6 +569,13 @@ fn orchestrate() {
             rps(2)
                 .map(|v| format!("{v:.0} tunnel"))
                 .unwrap_or_else(|| "-".into()),
+        );
+        println!(
+            "{:<22}{:>14}{:>14.1}{:>14}   (supervisor, all threads)",
+            "  CPU per request (µs)",
+            "",
+            sup_ns as f64 / 1e3 / (requests.div_ceil(ROUNDS) * ROUNDS) as f64,
+            ""
         );
     }
     if want("rss") {

@@ -82,12 +82,12 @@ pub async fn passthrough(client: hyper::upgrade::Upgraded, up: TcpStream, conn: 
 /// A tunnel the proxy does not look into, between two sockets: `early` (bytes the client sent
 /// right after its CONNECT) goes first, then the kernel splices both ways until both end or
 /// a policy revision revokes the tunnel.
-pub async fn passthrough_tcp(client: TcpStream, early: &[u8], up: TcpStream, conn: Conn) {
+pub async fn passthrough_tcp(mut client: TcpStream, early: &[u8], mut up: TcpStream, conn: Conn) {
     if !early.is_empty() && super::http::write_now(&up, early).await.is_err() {
         return;
     }
     tokio::select! {
-        _ = super::splice::bidirectional(&client, &up) => {}
+        _ = super::splice::bidirectional(&mut client, &mut up) => {}
         _ = conn.revoked() => {}
     }
 }

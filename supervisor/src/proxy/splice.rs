@@ -5,11 +5,16 @@
 //! through user space.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use tokio::io::Interest;
+use std::task::{Poll, ready};
+use tokio::io::{AsyncRead, Interest, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::ReadHalf;
 
 /// The shared copy buffer; a read that fills it switches its direction to splice.
 const COPY: usize = 16 * 1024;
@@ -59,34 +64,38 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 
 /// What one read-and-write through the shared buffer did.
 enum Step {
-    /// Nothing to read after all.
-    Again,
     /// End of stream.
     End,
     /// `n` bytes read; `rest` of them could not be written yet.
     Moved { n: usize, rest: Vec<u8> },
 }
 
-/// Reads once from `from` and writes what it can of it to `to` at once.
-fn copy_once(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
-    SCRATCH.with_borrow_mut(|buf| {
-        let n = match from.try_read(buf) {
-            Ok(0) => return Ok(Step::End),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
-            Err(e) => return Err(e),
-        };
-        let w = match to.try_write(&buf[..n]) {
-            Ok(w) => w,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => return Err(e),
-        };
-        // Empty (no allocation) unless `to` is slower than `from`.
-        Ok(Step::Moved {
-            n,
-            rest: buf[w..n].to_vec(),
+/// Reads once from `from` and writes what it can of it to `to` at once. Reading through the
+/// stream's own `poll_read` lets a short read tell the reactor the socket is drained, so the
+/// next wait needs no read that only says "nothing yet".
+async fn copy_once(from: &mut ReadHalf<'_>, to: &TcpStream) -> io::Result<Step> {
+    poll_fn(|cx| {
+        SCRATCH.with_borrow_mut(|buf| {
+            let mut rb = ReadBuf::new(buf);
+            ready!(Pin::new(&mut *from).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                return Poll::Ready(Ok(Step::End));
+            }
+            // Straight to the socket: the reactor may not have said yet that it has room.
+            let w = match (&*socket2::SockRef::from(to)).write(&buf[..n]) {
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            // Empty (no allocation) unless `to` is slower than `from`.
+            Poll::Ready(Ok(Step::Moved {
+                n,
+                rest: buf[w..n].to_vec(),
+            }))
         })
     })
+    .await
 }
 
 async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
@@ -114,12 +123,10 @@ fn ended(to: &TcpStream, ends: &AtomicU8) {
 }
 
 /// Moves bytes from `from` to `to` until `from` ends.
-async fn one_way(from: &TcpStream, to: &TcpStream, ends: &AtomicU8) -> io::Result<u64> {
+async fn one_way(mut from_half: ReadHalf<'_>, to: &TcpStream, ends: &AtomicU8) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
-        from.readable().await?;
-        match copy_once(from, to)? {
-            Step::Again => continue,
+        match copy_once(&mut from_half, to).await? {
             Step::End => {
                 ended(to, ends);
                 return Ok(total);
@@ -133,6 +140,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, ends: &AtomicU8) -> io::Resul
             }
         }
     }
+    let from: &TcpStream = from_half.as_ref();
     let (pr, pw) = pipe()?;
     let mut grown = false;
     loop {
@@ -170,9 +178,14 @@ async fn one_way(from: &TcpStream, to: &TcpStream, ends: &AtomicU8) -> io::Resul
 }
 
 /// Moves both directions until both have ended (or one fails).
-pub async fn bidirectional(a: &TcpStream, b: &TcpStream) -> io::Result<(u64, u64)> {
+pub async fn bidirectional(a: &mut TcpStream, b: &mut TcpStream) -> io::Result<(u64, u64)> {
     let ends = AtomicU8::new(0);
-    tokio::try_join!(one_way(a, b, &ends), one_way(b, a, &ends))
+    let (ar, aw) = a.split();
+    let (br, bw) = b.split();
+    tokio::try_join!(
+        one_way(ar, bw.as_ref(), &ends),
+        one_way(br, aw.as_ref(), &ends)
+    )
 }
 
 #[cfg(test)]
@@ -195,9 +208,9 @@ mod tests {
     /// end of stream (the half-close passes through).
     #[tokio::test(flavor = "current_thread")]
     async fn small_then_bulk_both_ways_with_half_close() {
-        let (mut client, proxy_a) = pair().await;
-        let (proxy_b, mut server) = pair().await;
-        let tunnel = tokio::spawn(async move { bidirectional(&proxy_a, &proxy_b).await });
+        let (mut client, mut proxy_a) = pair().await;
+        let (mut proxy_b, mut server) = pair().await;
+        let tunnel = tokio::spawn(async move { bidirectional(&mut proxy_a, &mut proxy_b).await });
         let bulk: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
         let sent = bulk.clone();
         let up = tokio::spawn(async move {
