@@ -395,7 +395,7 @@ fn orchestrate() {
         .ok()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_openshell-sandbox").to_string());
-    let mut sup = Command::new(sup_bin)
+    let sup = Command::new(sup_bin)
         .arg("run")
         .arg("--policy")
         .arg(&policy)
@@ -411,8 +411,9 @@ fn orchestrate() {
         .arg(format!("api.github.com={}", ns.addr))
         .args(["--", "sleep", "3600"])
         .spawn()
+        .map(Reaped)
         .expect("start the sandbox");
-    let sup_pid = sup.id();
+    let sup_pid = sup.0.id();
     let init_pid = wait_for_child(sup_pid);
     let netns = format!("--net=/proc/{init_pid}/ns/net");
     let sandbox_ca = format!("/proc/{init_pid}/root/run/openshell/ca.pem");
@@ -517,7 +518,7 @@ fn orchestrate() {
     }
     if want("bulk") {
         // Each round moves the whole GiB; fewer rounds than the short figures.
-        let (outs, _) = interleaved(&ways, target, https, "bulk", ("BENCH_BULK", 1), sup_pid, 3);
+        let (outs, _) = interleaved(&ways, target, https, "bulk", ("BENCH_BULK", 1), sup_pid, 5);
         let rate = |i: usize| -> Option<f64> {
             outs.get(i)
                 .map(|rounds| median(rounds.iter().map(|o| value(o)).collect()))
@@ -614,11 +615,18 @@ fn orchestrate() {
         let _ = holder.wait();
     }
 
-    let _ = sup.kill();
-    let _ = sup.wait();
-    if let Some(mut t) = tiny {
-        let _ = t.kill();
-        let _ = t.wait();
+    drop(sup);
+    drop(tiny);
+}
+
+/// A child killed and waited for when dropped, also when a measurement panics: nothing is
+/// left running (holding a pipe open) after the bench.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -661,7 +669,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn start_tinyproxy(dir: &std::path::Path) -> Option<std::process::Child> {
+fn start_tinyproxy(dir: &std::path::Path) -> Option<Reaped> {
     let conf = dir.join("tinyproxy.conf");
     std::fs::write(
         &conf,
@@ -675,6 +683,7 @@ fn start_tinyproxy(dir: &std::path::Path) -> Option<std::process::Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reaped)
         .ok()?;
     for _ in 0..100 {
         if TcpStream::connect("127.0.0.1:18888").is_ok() {
