@@ -3,7 +3,7 @@
 
 use super::error::{Result, StoreError};
 use super::{Store, now, to_ms, u64_to_sql};
-use openshell_proto::event::{format_time, from_json, level_rank, parse_time, to_json};
+use openshell_proto::event::{format_time, from_json, level_rank, parse_time, write_json};
 use openshell_proto::pb::Event;
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
@@ -48,20 +48,25 @@ impl Store {
             // One prepared statement for the batch: parsing the SQL per row would cost more
             // than the insert itself.
             let mut stmt = tx.prepare(INSERT)?;
+            let mut json = Vec::with_capacity(512);
             for e in events {
-                let (ts, mut json) = match parse_time(&e.time) {
-                    Some(t) => (t, to_json(e)),
-                    None => {
-                        let mut fixed = e.clone();
-                        fixed.time = format_time(arrived);
-                        (arrived, to_json(&fixed))
-                    }
+                // seq lives in its column; a stale one in the JSON would contradict it (an
+                // event without one is written as it is, with no copy).
+                let (ts, fixed) = match parse_time(&e.time) {
+                    Some(t) if e.seq == 0 => (t, None),
+                    Some(t) => (t, Some(e.clone())),
+                    None => (arrived, Some(e.clone())),
                 };
-                // seq lives in its column; a stale one in the JSON would contradict it.
-                if let serde_json::Value::Object(m) = &mut json {
-                    m.remove("seq");
-                }
-                let json = serde_json::to_string(&json)
+                let fixed = fixed.map(|mut f| {
+                    f.seq = 0;
+                    if parse_time(&f.time).is_none() {
+                        f.time = format_time(arrived);
+                    }
+                    f
+                });
+                json.clear();
+                write_json(fixed.as_ref().unwrap_or(e), &mut json);
+                let json = std::str::from_utf8(&json)
                     .map_err(|e| StoreError::Invalid(format!("cannot encode an event: {e}")))?;
                 let seq = stmt.insert(params![
                     to_ms(ts),
