@@ -152,13 +152,38 @@ where
 }
 
 /// Decides one request inside an allowed connection and records the decision: the decision
-/// and the path as shown (normalised when it could be).
-pub fn decide(conn: &Conn, method: &str, raw_path: &str, query: &str) -> (Decision, String) {
+/// and the path as shown (normalised when it could be). `named` are the hosts the request
+/// itself names (its `Host` field, an absolute-form authority): inside a tunnel they must be
+/// the tunnel's host, or one allowed name could carry requests to another site on the same
+/// server (domain fronting).
+pub fn decide(
+    conn: &Conn,
+    method: &str,
+    raw_path: &str,
+    query: &str,
+    named: &[&str],
+) -> (Decision, String) {
     let method = method.to_ascii_uppercase();
-    let query = request::parse_query(query);
+    let refused = |why: String, shown: String| {
+        (
+            Decision {
+                action: Action::Deny,
+                policy: None,
+                reason: why.into(),
+                layer: crate::engine::Layer::L7,
+                inspect: true,
+            },
+            shown,
+        )
+    };
     let active = conn.shared.current.get();
-    let (decision, shown_path) = match request::normalize_path(raw_path) {
-        Ok(path) => {
+    let (decision, shown_path) = match (
+        named.iter().find_map(|n| other_host(conn, n)),
+        request::normalize_path(raw_path),
+    ) {
+        (Some(why), path) => refused(why, path.unwrap_or_else(|_| raw_path.to_string())),
+        (None, Ok(path)) => {
+            let query = request::parse_query(query);
             let d = active.engine.l7(&L7Input {
                 host: &conn.target.host,
                 port: conn.target.port,
@@ -169,16 +194,7 @@ pub fn decide(conn: &Conn, method: &str, raw_path: &str, query: &str) -> (Decisi
             });
             (d, path)
         }
-        Err(why) => (
-            Decision {
-                action: Action::Deny,
-                policy: None,
-                reason: why.into(),
-                layer: crate::engine::Layer::L7,
-                inspect: true,
-            },
-            raw_path.to_string(),
-        ),
+        (None, Err(why)) => refused(why, raw_path.to_string()),
     };
     drop(active);
     let mut ev = conn
@@ -188,6 +204,30 @@ pub fn decide(conn: &Conn, method: &str, raw_path: &str, query: &str) -> (Decisi
     ev.path = shown_path.clone();
     conn.shared.events.emit(ev);
     (decision, shown_path)
+}
+
+/// Why `named` (a `Host` value or an authority) is not the connection's host and port, if
+/// it is not. A name without a port is taken to mean the tunnel's port.
+fn other_host(conn: &Conn, named: &str) -> Option<String> {
+    let t = &conn.target;
+    let differs = || {
+        Some(format!(
+            "the request names {}, not {}:{}, the host it was allowed to reach",
+            named.escape_debug(),
+            t.host,
+            t.port
+        ))
+    };
+    let Ok(a) = named.trim().parse::<http::uri::Authority>() else {
+        return differs();
+    };
+    let same_host = request::normalize_host(a.host()).is_ok_and(|h| h == t.host);
+    let same_port = a.port_u16().is_none_or(|p| p == t.port);
+    if same_host && same_port {
+        None
+    } else {
+        differs()
+    }
 }
 
 /// The refusal of a request (DESIGN §4); unless `close`, the connection stays open for the
@@ -307,11 +347,14 @@ pub async fn forward(
     conn: &Conn,
     up: &mut Upstream,
 ) -> Response<ProxyBody> {
+    // Absolute-form: the URL names the host, which the proxy decided on; the Host field the
+    // server gets is made from it (RFC 9112 §3.2.2), whatever the client wrote there.
     let (decision, shown_path) = decide(
         conn,
         req.method().as_str(),
         req.uri().path(),
         req.uri().query().unwrap_or(""),
+        &[],
     );
     if decision.is_denied() {
         return full(refusal_response(
@@ -344,17 +387,25 @@ pub async fn send(
     let headers = req.headers_mut();
     headers.remove("proxy-connection");
     headers.remove(header::PROXY_AUTHORIZATION);
-    if !headers.contains_key(header::HOST) {
-        let host = if matches!(conn.target.port, 80 | 443) {
-            conn.target.host.clone()
-        } else {
-            format!("{}:{}", conn.target.host, conn.target.port)
-        };
-        if let Ok(v) = HeaderValue::from_str(&host) {
-            headers.insert(header::HOST, v);
-        }
+    let host = if matches!(conn.target.port, 80 | 443) {
+        conn.target.host.clone()
+    } else {
+        format!("{}:{}", conn.target.host, conn.target.port)
+    };
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        headers.insert(header::HOST, v);
     }
-    let wants_upgrade = req.headers().contains_key(header::UPGRADE);
+    // Only WebSocket may switch protocols: another (h2c) would carry requests past inspection.
+    let wants_upgrade = super::h1::head::is_websocket(
+        headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    if !wants_upgrade {
+        headers.remove(header::UPGRADE);
+        headers.remove("http2-settings");
+    }
     let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
     let sender = match up.ready(conn).await {
         Ok(s) => s,

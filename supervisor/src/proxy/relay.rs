@@ -525,11 +525,27 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<'_, C> {
                 return Ok(true);
             }
             Parsed::Complete(r, n) => {
-                let (path_and_query, path, query) = match target_parts(r.target) {
+                let (path_and_query, path, query, authority) = match target_parts(r.target) {
                     Some(t) => t,
-                    None => (r.target.to_string(), r.target.to_string(), String::new()),
+                    None => (
+                        r.target.to_string(),
+                        r.target.to_string(),
+                        String::new(),
+                        None,
+                    ),
                 };
-                let (decision, shown) = super::inspect::decide(conn, r.method, &path, &query);
+                let host = r
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+                    .map(|(_, v)| String::from_utf8_lossy(v));
+                let named: Vec<&str> = host
+                    .as_deref()
+                    .into_iter()
+                    .chain(authority.as_deref())
+                    .collect();
+                let (decision, shown) =
+                    super::inspect::decide(conn, r.method, &path, &query, &named);
                 let framing = Framing::of(r.body);
                 if decision.is_denied() {
                     // A client waiting for `100 Continue` may or may not send its body after
@@ -806,12 +822,13 @@ fn host_field(conn: &Conn) -> String {
     }
 }
 
-/// From a request target: what the server is sent (origin-form), the path decided on, and
-/// the query. `None` for a target with no path (`*`), decided as it is.
-fn target_parts(target: &str) -> Option<(String, String, String)> {
+/// From a request target: what the server is sent (origin-form), the path decided on, the
+/// query, and the authority an absolute-form target names. `None` for a target with no path
+/// (`*`), decided as it is.
+fn target_parts(target: &str) -> Option<(String, String, String, Option<String>)> {
     if target.starts_with('/') {
         let (p, q) = crate::engine::request::split_target(target);
-        return Some((target.to_string(), p.to_string(), q.to_string()));
+        return Some((target.to_string(), p.to_string(), q.to_string(), None));
     }
     // Absolute-form inside the tunnel: the server gets the path and query.
     let uri: http::Uri = target.parse().ok()?;
@@ -823,6 +840,7 @@ fn target_parts(target: &str) -> Option<(String, String, String)> {
         pq,
         uri.path().to_string(),
         uri.query().unwrap_or("").to_string(),
+        uri.authority().map(|a| a.as_str().to_string()),
     ))
 }
 

@@ -597,3 +597,55 @@ async fn requests_split_anywhere_and_long_heads_read_the_same() {
     );
     assert!(seen[2].ends_with("\r\n\r\nhi"));
 }
+
+/// A request naming another host than the tunnel's (domain fronting) is refused, whether by
+/// its Host field or an absolute-form URL; the connection goes on.
+#[tokio::test(flavor = "current_thread")]
+async fn requests_for_another_host_are_refused() {
+    let srv = server(Arc::new(|_, _| (ok("right host"), false))).await;
+    let mut p = relay_to(&srv).await;
+    let port = srv.addr.port();
+    let wrong_port = port.wrapping_add(1);
+    p.client
+        .write_all(
+            format!(
+                "GET /a HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n\
+                 GET https://elsewhere.example/b HTTP/1.1\r\nHost: api.test\r\n\r\n\
+                 GET /c HTTP/1.1\r\nHost: api.test:{wrong_port}\r\n\r\n\
+                 GET https://API.test:{port}/d?x=1 HTTP/1.1\r\nHost: api.test:{port}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("send");
+    let got = read_answers(&mut p.client, 4).await;
+    assert_eq!(got.matches("HTTP/1.1 403").count(), 3, "{got}");
+    assert!(got.contains("the request names elsewhere.example"), "{got}");
+    assert!(got.ends_with("right host"), "{got}");
+    let seen = srv.seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].starts_with("GET /d?x=1 HTTP/1.1\r\n"),
+        "absolute-form goes on in origin-form: {}",
+        seen[0]
+    );
+}
+
+/// Only WebSocket may switch protocols: an h2c upgrade is passed on as a plain request, and a
+/// server switching anyway is refused.
+#[tokio::test(flavor = "current_thread")]
+async fn no_switch_but_websocket() {
+    let (got, srv, _p) = exchange(
+        Arc::new(|_, _| (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n".to_vec(), false)),
+        b"GET / HTTP/1.1\r\nHost: api.test\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    let seen = srv.seen.lock().expect("lock").clone();
+    assert!(
+        !seen[0].to_ascii_lowercase().contains("upgrade: h2c"),
+        "{}",
+        seen[0]
+    );
+    assert!(got.starts_with("HTTP/1.1 502"), "{got}");
+    assert!(got.contains("switched protocols unasked"), "{got}");
+}

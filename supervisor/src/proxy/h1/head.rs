@@ -39,7 +39,8 @@ pub struct Request<'a> {
     pub body: Body,
     /// The client ends the connection after this exchange.
     pub close: bool,
-    /// The client asks to switch protocols (WebSocket).
+    /// The client asks to switch to WebSocket (the one switch allowed: another, such as h2c,
+    /// would carry requests past inspection; its fields are not passed on).
     pub upgrade: bool,
     /// The client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
@@ -181,8 +182,12 @@ pub fn request(buf: &[u8]) -> Parsed<Request<'_>> {
     } else {
         has_token(&headers, "connection", "close")
     };
-    let upgrade = headers.iter().any(|(n, _)| is(n, "upgrade"))
-        && has_token(&headers, "connection", "upgrade");
+    let upgrade = is_websocket(
+        headers
+            .iter()
+            .filter(|(n, _)| is(n, "upgrade"))
+            .map(|(_, v)| *v),
+    ) && has_token(&headers, "connection", "upgrade");
     let expect_continue = headers
         .iter()
         .any(|(n, v)| is(n, "expect") && v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
@@ -247,9 +252,21 @@ pub fn response(buf: &[u8], head: bool) -> Parsed<Response<'_>> {
     )
 }
 
+/// Whether `Upgrade` values ask for WebSocket.
+pub fn is_websocket<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
+    values
+        .flat_map(tokens)
+        .any(|t| t.eq_ignore_ascii_case(b"websocket"))
+}
+
 /// Fields the client meant for the proxy, not for the server.
 fn for_the_proxy(name: &str) -> bool {
     is(name, "proxy-connection") || is(name, "proxy-authorization")
+}
+
+/// Fields asking for a protocol switch other than WebSocket.
+fn other_upgrade(req: &Request, name: &str) -> bool {
+    !req.upgrade && (is(name, "upgrade") || is(name, "http2-settings"))
 }
 
 fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -274,7 +291,7 @@ pub fn write_request(req: &Request, path_and_query: &str, host: &str, out: &mut 
         push_field(out, "Host", host.as_bytes());
     }
     for (n, v) in &req.headers {
-        if !for_the_proxy(n) {
+        if !for_the_proxy(n) && !other_upgrade(req, n) {
             push_field(out, n, v);
         }
     }
@@ -343,6 +360,16 @@ mod tests {
         let (r, _) = req("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
             .expect("v");
         assert!(r.upgrade);
+        let h2c = "GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+        let (r, _) = req(h2c).expect("valid");
+        assert!(!r.upgrade, "only WebSocket may switch");
+        let mut out = Vec::new();
+        write_request(&r, "/", "a", &mut out);
+        let out = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        assert!(
+            !out.contains("upgrade: h2c") && !out.contains("http2-settings:"),
+            "{out}"
+        );
         let (r, _) = req("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
             .expect("valid");
         assert!(r.expect_continue);
