@@ -28,21 +28,35 @@ fn ip(args: &[&str]) {
     );
 }
 
+/// Whether the host has `a` (or another address of its /30) on an interface already.
+fn address_in_use(a: std::net::Ipv4Addr) -> bool {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "to", &format!("{a}/30")])
+        .output()
+        .expect("run ip (iproute2 must be installed)");
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
 impl NetNs {
     pub fn create() -> NetNs {
         crate::require_root();
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
+        // A /30 per namespace, from the pid and a counter, so parallel tests never collide;
+        // one already on the host (left by a run that was killed) is passed over.
+        let (n, host_addr, addr) = loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let a = 64 + (pid % 64) as u8;
+            let b = (n * 4 % 256) as u8;
+            let c = (n / 64 % 256) as u8;
+            let host_addr = std::net::Ipv4Addr::new(10, a, c, b + 1);
+            if !address_in_use(host_addr) {
+                break (n, host_addr, std::net::Ipv4Addr::new(10, a, c, b + 2));
+            }
+        };
         let tag = format!("{:x}{:x}", pid % 0xffff, n);
         let name = format!("oste{tag}");
         let host_if = format!("osh{tag}");
         let ns_if = format!("osn{tag}");
-        // A /30 per namespace, from the pid and a counter, so parallel tests never collide.
-        let a = 64 + (pid % 64) as u8;
-        let b = (n * 4 % 256) as u8;
-        let c = (n / 64 % 256) as u8;
-        let host_addr = std::net::Ipv4Addr::new(10, a, c, b + 1);
-        let addr = std::net::Ipv4Addr::new(10, a, c, b + 2);
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         ip(&["netns", "add", &name]);
         ip(&[
