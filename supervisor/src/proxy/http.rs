@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use openshell_proto::pb::Event;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -102,14 +103,19 @@ pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Ca
         Ok(t) => t,
         Err(r) => return answer_and_close(stream, &r).await,
     };
-    let (decision, ips, pinned, upstream) = match open(&shared, &t, &caller).await {
+    let Opened {
+        decision,
+        ips,
+        pinned,
+        stream: upstream,
+        event,
+    } = match open(&shared, &t, &caller).await {
         Ok(x) => x,
         Err(r) => return answer_and_close(stream, &r).await,
     };
-    if write_now(&stream, b"HTTP/1.1 200 Connection established\r\n\r\n")
-        .await
-        .is_err()
-    {
+    let answered = write_now(&stream, b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+    shared.events.emit(event);
+    if answered.is_err() {
         return;
     }
     let conn = Conn {
@@ -254,13 +260,20 @@ fn bad_gateway(t: &Target, why: &str) -> Response<Bytes> {
     )
 }
 
+/// An allowed, connected destination.
+pub struct Opened {
+    pub decision: Decision,
+    pub ips: Vec<IpAddr>,
+    pub pinned: bool,
+    pub stream: TcpStream,
+    /// The allow event, for the caller to emit once the client has its answer: building and
+    /// queueing it is not the client's wait.
+    pub event: Event,
+}
+
 /// Decides, resolves and connects: the common path of CONNECT and absolute-form requests.
-/// On success, the allowed decision, addresses and the open upstream socket.
-pub async fn open(
-    shared: &Shared,
-    t: &Target,
-    caller: &Caller,
-) -> Result<(Decision, Vec<IpAddr>, bool, TcpStream), Response<Bytes>> {
+/// Refusals and failures are emitted here; the allow event is left to the caller.
+pub async fn open(shared: &Shared, t: &Target, caller: &Caller) -> Result<Opened, Response<Bytes>> {
     let d = shared.decide(t, caller, None);
     if d.is_denied() {
         shared.events.emit(shared.network_event(&d, t, caller));
@@ -292,8 +305,14 @@ pub async fn open(
             return Err(bad_gateway(t, &e));
         }
     };
-    shared.events.emit(shared.network_event(&d, t, caller));
-    Ok((d, ips, pinned, stream))
+    let event = shared.network_event(&d, t, caller);
+    Ok(Opened {
+        decision: d,
+        ips,
+        pinned,
+        stream,
+        event,
+    })
 }
 
 async fn connect(
@@ -305,10 +324,17 @@ async fn connect(
         Ok(t) => t,
         Err(r) => return full(*r),
     };
-    let (decision, ips, pinned, upstream) = match open(&shared, &t, &caller).await {
+    let Opened {
+        decision,
+        ips,
+        pinned,
+        stream: upstream,
+        event,
+    } = match open(&shared, &t, &caller).await {
         Ok(x) => x,
         Err(r) => return full(r),
     };
+    shared.events.emit(event);
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -355,10 +381,17 @@ async fn absolute(
         Ok(t) => t,
         Err(r) => return full(*r),
     };
-    let (decision, ips, pinned, stream) = match open(&shared, &t, &caller).await {
+    let Opened {
+        decision,
+        ips,
+        pinned,
+        stream,
+        event,
+    } = match open(&shared, &t, &caller).await {
         Ok(x) => x,
         Err(r) => return full(r),
     };
+    shared.events.emit(event);
     let conn = Conn {
         shared,
         caller,
