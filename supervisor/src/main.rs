@@ -53,6 +53,16 @@ struct RunArgs {
     /// OPENSHELL_RESOLVE=host=ip,host2=ip2.
     #[arg(long = "resolve", value_name = "HOST=IP")]
     resolve: Vec<String>,
+    /// After a wake-up the proxy polls instead of sleeping until nothing has moved for this
+    /// long: no wake-up delay inside a burst of traffic, at most this much CPU after it
+    /// (0 turns it off).
+    #[arg(
+        long = "busy-poll-us",
+        value_name = "MICROSECONDS",
+        env = "OPENSHELL_BUSY_POLL_US",
+        default_value_t = 200
+    )]
+    busy_poll_us: u64,
     /// Where events go (JSON lines); standard output when it cannot be written.
     #[arg(long, default_value = "/var/log/openshell.log")]
     log: PathBuf,
@@ -101,6 +111,7 @@ fn run(cli: Cli) -> Result<i32> {
                     upstream_ca: a.upstream_ca,
                     pins,
                     boot_hook: a.boot_hook,
+                    busy_poll: std::time::Duration::from_micros(a.busy_poll_us),
                 },
                 control,
             )

@@ -29,6 +29,8 @@ pub struct RunConfig {
     pub pins: Pins,
     /// Runs before the command, inside the sandbox; must succeed.
     pub boot_hook: PathBuf,
+    /// How long the proxy polls after its traffic stops before it sleeps (zero: never).
+    pub busy_poll: std::time::Duration,
 }
 
 /// The policy a sandbox starts with: `text`, with the baseline's static sections where it has
@@ -275,8 +277,10 @@ fn supervise(
 
     // One thread serves the proxy: no cross-thread wake-ups per request, and a sandbox's
     // traffic never needs more than a core (bulk tunnels splice in the kernel).
+    let poller = proxy::busy_poll::BusyPoll::new(cfg.busy_poll);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_unpark(poller.on_unpark())
         .build()
         .context("cannot start the async runtime")?;
     let (events, rx) = Events::channel(&cfg.name);
@@ -302,6 +306,7 @@ fn supervise(
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         tokio::spawn(proxy::serve(listener, shared));
+        tokio::spawn(poller.run());
         if let Some(tun) = tun {
             let ev = events.clone();
             tokio::spawn(async move {

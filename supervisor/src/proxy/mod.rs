@@ -2,6 +2,7 @@
 //! namespace, answers CONNECT and absolute-form HTTP, decides each connection (host, port,
 //! calling binary, resolved addresses) and, on inspected endpoints, each request.
 
+pub mod busy_poll;
 pub mod deny;
 mod h1;
 mod http;
@@ -71,6 +72,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        busy_poll::moved();
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             drop(stream);
             continue;

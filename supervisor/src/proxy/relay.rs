@@ -372,6 +372,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<'_, C> {
             if !moved {
                 return Poll::Pending;
             }
+            super::busy_poll::moved();
         }
     }
 

@@ -132,6 +132,7 @@ async fn one_way(mut from_half: ReadHalf<'_>, to: &TcpStream, ends: &AtomicU8) -
                 return Ok(total);
             }
             Step::Moved { n, rest } => {
+                super::busy_poll::moved();
                 write_all(to, &rest).await?;
                 total += n as u64;
                 if n == COPY {
@@ -158,6 +159,7 @@ async fn one_way(mut from_half: ReadHalf<'_>, to: &TcpStream, ends: &AtomicU8) -
             ended(to, ends);
             return Ok(total);
         }
+        super::busy_poll::moved();
         let mut left = n;
         while left > 0 {
             to.writable().await?;
