@@ -52,18 +52,16 @@ impl Store {
             for e in events {
                 // seq lives in its column; a stale one in the JSON would contradict it (an
                 // event without one is written as it is, with no copy).
-                let (ts, fixed) = match parse_time(&e.time) {
-                    Some(t) if e.seq == 0 => (t, None),
-                    Some(t) => (t, Some(e.clone())),
-                    None => (arrived, Some(e.clone())),
-                };
-                let fixed = fixed.map(|mut f| {
+                let ts = parse_time(&e.time);
+                let fixed = (ts.is_none() || e.seq != 0).then(|| {
+                    let mut f = e.clone();
                     f.seq = 0;
-                    if parse_time(&f.time).is_none() {
+                    if ts.is_none() {
                         f.time = format_time(arrived);
                     }
                     f
                 });
+                let ts = ts.unwrap_or(arrived);
                 json.clear();
                 write_json(fixed.as_ref().unwrap_or(e), &mut json);
                 let json = std::str::from_utf8(&json)

@@ -13,7 +13,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use openshell_proto::pb::Event;
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
@@ -104,28 +103,20 @@ pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Ca
         Err(r) => return answer_and_close(stream, &r).await,
     };
     let Opened {
-        decision,
-        ips,
-        pinned,
-        stream: upstream,
+        conn,
+        upstream,
+        inspect,
         event,
-    } = match open(&shared, &t, &caller).await {
+    } = match open(shared, t, caller).await {
         Ok(x) => x,
         Err(r) => return answer_and_close(stream, &r).await,
     };
     let answered = write_now(&stream, b"HTTP/1.1 200 Connection established\r\n\r\n").await;
-    shared.events.emit(event);
+    conn.shared.events.emit(event);
     if answered.is_err() {
         return;
     }
-    let conn = Conn {
-        shared,
-        caller,
-        target: t,
-        ips,
-        pinned,
-    };
-    if decision.inspect {
+    if inspect {
         inspect::tunnel(Prefixed::new(early, stream), upstream, conn).await;
     } else {
         inspect::passthrough_tcp(stream, &early, upstream, conn).await;
@@ -262,10 +253,10 @@ fn bad_gateway(t: &Target, why: &str) -> Response<Bytes> {
 
 /// An allowed, connected destination.
 pub struct Opened {
-    pub decision: Decision,
-    pub ips: Vec<IpAddr>,
-    pub pinned: bool,
-    pub stream: TcpStream,
+    pub conn: Conn,
+    pub upstream: TcpStream,
+    /// Whether its requests are inspected one by one.
+    pub inspect: bool,
     /// The allow event, for the caller to emit once the client has its answer: building and
     /// queueing it is not the client's wait.
     pub event: Event,
@@ -273,44 +264,53 @@ pub struct Opened {
 
 /// Decides, resolves and connects: the common path of CONNECT and absolute-form requests.
 /// Refusals and failures are emitted here; the allow event is left to the caller.
-pub async fn open(shared: &Shared, t: &Target, caller: &Caller) -> Result<Opened, Response<Bytes>> {
-    let d = shared.decide(t, caller, None);
+pub async fn open(
+    shared: Arc<Shared>,
+    t: Target,
+    caller: Caller,
+) -> Result<Opened, Response<Bytes>> {
+    let d = shared.decide(&t, &caller, None);
     if d.is_denied() {
-        shared.events.emit(shared.network_event(&d, t, caller));
-        return Err(refuse_network(&d, t, caller));
+        shared.events.emit(shared.network_event(&d, &t, &caller));
+        return Err(refuse_network(&d, &t, &caller));
     }
     let (ips, pinned) = match upstream::resolve(&t.host, t.port, &shared.pins).await {
         Ok(r) => r,
         Err(e) => {
-            let mut ev = shared.network_event(&d, t, caller);
+            let mut ev = shared.network_event(&d, &t, &caller);
             ev.level = "warn".into();
             ev.action = "deny".into();
             ev.reason = e.clone();
             shared.events.emit(ev);
-            return Err(bad_gateway(t, &e));
+            return Err(bad_gateway(&t, &e));
         }
     };
-    let d = shared.decide(t, caller, Some((&ips, pinned)));
+    let d = shared.decide(&t, &caller, Some((&ips, pinned)));
     if d.is_denied() {
-        shared.events.emit(shared.network_event(&d, t, caller));
-        return Err(refuse_network(&d, t, caller));
+        shared.events.emit(shared.network_event(&d, &t, &caller));
+        return Err(refuse_network(&d, &t, &caller));
     }
     let stream = match upstream::connect(&ips, t.port).await {
         Ok(s) => s,
         Err(e) => {
-            let mut ev = shared.network_event(&d, t, caller);
+            let mut ev = shared.network_event(&d, &t, &caller);
             ev.level = "warn".into();
             ev.message = format!("upstream unreachable: {e}");
             shared.events.emit(ev);
-            return Err(bad_gateway(t, &e));
+            return Err(bad_gateway(&t, &e));
         }
     };
-    let event = shared.network_event(&d, t, caller);
+    let event = shared.network_event(&d, &t, &caller);
     Ok(Opened {
-        decision: d,
-        ips,
-        pinned,
-        stream,
+        inspect: d.inspect,
+        conn: Conn {
+            shared,
+            caller,
+            target: t,
+            ips,
+            pinned,
+        },
+        upstream: stream,
         event,
     })
 }
@@ -325,29 +325,21 @@ async fn connect(
         Err(r) => return full(*r),
     };
     let Opened {
-        decision,
-        ips,
-        pinned,
-        stream: upstream,
+        conn,
+        upstream,
+        inspect,
         event,
-    } = match open(&shared, &t, &caller).await {
+    } = match open(shared, t, caller).await {
         Ok(x) => x,
         Err(r) => return full(r),
     };
-    shared.events.emit(event);
+    conn.shared.events.emit(event);
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(_) => return,
         };
-        let conn = Conn {
-            shared,
-            caller,
-            target: t,
-            ips,
-            pinned,
-        };
-        if decision.inspect {
+        if inspect {
             inspect::tunnel(TokioIo::new(upgraded), upstream, conn).await;
         } else {
             inspect::passthrough(upgraded, upstream, conn).await;
@@ -382,25 +374,17 @@ async fn absolute(
         Err(r) => return full(*r),
     };
     let Opened {
-        decision,
-        ips,
-        pinned,
-        stream,
+        conn,
+        upstream,
+        inspect,
         event,
-    } = match open(&shared, &t, &caller).await {
+    } = match open(shared, t, caller).await {
         Ok(x) => x,
         Err(r) => return full(r),
     };
-    shared.events.emit(event);
-    let conn = Conn {
-        shared,
-        caller,
-        target: t,
-        ips,
-        pinned,
-    };
-    let mut up = Upstream::plain(stream);
-    if decision.inspect {
+    conn.shared.events.emit(event);
+    let mut up = Upstream::plain(upstream);
+    if inspect {
         inspect::forward(req, &conn, &mut up).await
     } else {
         inspect::send(req, &conn, &mut up).await

@@ -29,6 +29,15 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The `Host` field for requests to the destination: the port only when not the default.
+    pub fn host_field(&self) -> String {
+        if matches!(self.target.port, 80 | 443) {
+            self.target.host.clone()
+        } else {
+            format!("{}:{}", self.target.host, self.target.port)
+        }
+    }
+
     /// Re-decides the connection under the current revision; false (and an event) when the
     /// destination is no longer allowed.
     fn still_allowed(&self) -> bool {
@@ -387,12 +396,7 @@ pub async fn send(
     let headers = req.headers_mut();
     headers.remove("proxy-connection");
     headers.remove(header::PROXY_AUTHORIZATION);
-    let host = if matches!(conn.target.port, 80 | 443) {
-        conn.target.host.clone()
-    } else {
-        format!("{}:{}", conn.target.host, conn.target.port)
-    };
-    if let Ok(v) = HeaderValue::from_str(&host) {
+    if let Ok(v) = HeaderValue::from_str(&conn.host_field()) {
         headers.insert(header::HOST, v);
     }
     // Only WebSocket may switch protocols: another (h2c) would carry requests past inspection.

@@ -535,11 +535,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<'_, C> {
                         None,
                     ),
                 };
-                let host = r
-                    .headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-                    .map(|(_, v)| String::from_utf8_lossy(v));
+                let host = r.host.map(String::from_utf8_lossy);
                 let named: Vec<&str> = host
                     .as_deref()
                     .into_iter()
@@ -568,7 +564,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<'_, C> {
                     head::write_request(
                         &r,
                         &path_and_query,
-                        &host_field(conn),
+                        &conn.host_field(),
                         &mut self.uout.data,
                     );
                     let after = if r.upgrade {
@@ -815,14 +811,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<'_, C> {
 }
 
 /// The server's `Host` when the client sent none.
-fn host_field(conn: &Conn) -> String {
-    if matches!(conn.target.port, 80 | 443) {
-        conn.target.host.clone()
-    } else {
-        format!("{}:{}", conn.target.host, conn.target.port)
-    }
-}
-
 /// From a request target: what the server is sent (origin-form), the path decided on, the
 /// query, and the authority an absolute-form target names. `None` for a target with no path
 /// (`*`), decided as it is.

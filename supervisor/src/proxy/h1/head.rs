@@ -44,7 +44,8 @@ pub struct Request<'a> {
     pub upgrade: bool,
     /// The client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
-    pub has_host: bool,
+    /// The `Host` field's value (at most one is accepted).
+    pub host: Option<&'a [u8]>,
 }
 
 /// A response head, borrowing the buffer it was read from.
@@ -164,8 +165,12 @@ pub fn request(buf: &[u8]) -> Parsed<Request<'_>> {
         Ok(b) => b.unwrap_or(Body::None),
         Err(e) => return Parsed::Invalid(e),
     };
-    let hosts = headers.iter().filter(|(n, _)| is(n, "host")).count();
-    if hosts > 1 {
+    let mut hosts = headers
+        .iter()
+        .filter(|(n, _)| is(n, "host"))
+        .map(|(_, v)| *v);
+    let host = hosts.next();
+    if hosts.next().is_some() {
         return Parsed::Invalid("more than one Host field".into());
     }
     if method == "CONNECT" {
@@ -201,7 +206,7 @@ pub fn request(buf: &[u8]) -> Parsed<Request<'_>> {
             close,
             upgrade,
             expect_continue,
-            has_host: hosts == 1,
+            host,
         },
         n,
     )
@@ -287,7 +292,7 @@ pub fn write_request(req: &Request, path_and_query: &str, host: &str, out: &mut 
     } else {
         b" HTTP/1.1\r\n"
     });
-    if !req.has_host {
+    if req.host.is_none() {
         push_field(out, "Host", host.as_bytes());
     }
     for (n, v) in &req.headers {
