@@ -210,30 +210,51 @@ fn read_response(s: &mut impl Read, buf: &mut Vec<u8>) {
 // ---------------------------------------------------------------------------------------
 // The orchestrator: servers, the sandbox, tinyproxy, and the clients.
 
-fn tcp_server(ns: &NetNs) {
-    let addr = SocketAddr::from((ns.addr, TCP_PORT));
-    let listener = ns.run(|| std::net::TcpListener::bind(addr).expect("bind bench server"));
+/// The plain TCP server, inside `ns` or on the host end of its pair. Returns where it listens.
+/// One thread serves every connection from one event loop, as a real server would: a thread
+/// started per connection would make each connection's cost the server's, not the proxy's.
+fn tcp_server(ns: &NetNs, inside: bool) -> SocketAddr {
+    let listener = if inside {
+        let addr = SocketAddr::from((ns.addr, TCP_PORT));
+        ns.run(|| std::net::TcpListener::bind(addr).expect("bind bench server"))
+    } else {
+        std::net::TcpListener::bind(SocketAddr::from((ns.host_addr, TCP_PORT)))
+            .expect("bind bench server")
+    };
+    let addr = listener.local_addr().expect("bench server address");
+    listener.set_nonblocking(true).expect("nonblocking");
     std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            std::thread::spawn(move || serve_tcp(s));
-        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("server runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            loop {
+                if let Ok((s, _)) = listener.accept().await {
+                    tokio::spawn(serve_tcp(s));
+                }
+            }
+        });
     });
+    addr
 }
 
-fn serve_tcp(mut s: TcpStream) {
+async fn serve_tcp(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.set_nodelay(true).ok();
     let mut b = [0u8; 1];
-    while s.read_exact(&mut b).is_ok() {
+    while s.read_exact(&mut b).await.is_ok() {
         match b[0] {
             b'p' => {
-                if s.write_all(b"P").is_err() {
+                if s.write_all(b"P").await.is_err() {
                     return;
                 }
             }
             b'B' => {
                 let chunk = vec![7u8; 1 << 20];
                 for _ in 0..(BULK >> 20) {
-                    if s.write_all(&chunk).is_err() {
+                    if s.write_all(&chunk).await.is_err() {
                         return;
                     }
                 }
@@ -373,19 +394,37 @@ fn field(out: &str, key: &str) -> f64 {
 }
 
 fn orchestrate() {
+    // The servers sit in a network namespace of their own, behind a veth pair: a peer that is
+    // not the proxy's own host, reached by address. `BENCH_SERVER=host` puts them on the host
+    // instead (on an address of the host's own, the host end of the pair, so every connection
+    // crosses the loopback device; not on 127.0.0.1, which a sandbox may never reach).
     let ns = NetNs::create();
-    tcp_server(&ns);
-    let gh = StandIn::https(&ns, &["api.github.com"], 443);
+    let in_ns = std::env::var("BENCH_SERVER").as_deref() != Ok("host");
+    let target = tcp_server(&ns, in_ns);
+    let gh = if in_ns {
+        StandIn::https(&ns, &["api.github.com"], 443)
+    } else {
+        StandIn::https_at(SocketAddr::from((ns.host_addr, 0)), &["api.github.com"])
+    };
     let gh_ca = gh.ca_file.clone().expect("ca").display().to_string();
-    let target = SocketAddr::from((ns.addr, TCP_PORT));
-    let https = SocketAddr::from((ns.addr, 443));
+    let https = gh.addr;
+    println!(
+        "servers: {}",
+        if in_ns {
+            "in a network namespace, behind a veth pair (BENCH_SERVER=host: on the host)"
+        } else {
+            "on the host, over the loopback device"
+        }
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.yaml");
     std::fs::write(
         &policy,
         format!(
-            "network_policies:\n  bench_tcp:\n    endpoints: [ {{ host: bench.test, port: {TCP_PORT} }} ]\n    binaries: [ {{ path: \"**\" }} ]\n  bench_l7:\n    endpoints: [ {{ host: api.github.com, port: 443, protocol: rest, access: read-only }} ]\n    binaries: [ {{ path: \"**\" }} ]\n"
+            "network_policies:\n  bench_tcp:\n    endpoints: [ {{ host: bench.test, port: {} }} ]\n    binaries: [ {{ path: \"**\" }} ]\n  bench_l7:\n    endpoints: [ {{ host: api.github.com, port: {}, protocol: rest, access: read-only }} ]\n    binaries: [ {{ path: \"**\" }} ]\n",
+            target.port(),
+            https.port()
         ),
     )
     .expect("policy");
@@ -406,9 +445,9 @@ fn orchestrate() {
         .arg("--upstream-ca")
         .arg(&gh_ca)
         .arg("--resolve")
-        .arg(format!("bench.test={}", ns.addr))
+        .arg(format!("bench.test={}", target.ip()))
         .arg("--resolve")
-        .arg(format!("api.github.com={}", ns.addr))
+        .arg(format!("api.github.com={}", https.ip()))
         .args(["--", "sleep", "3600"])
         .spawn()
         .map(Reaped)

@@ -37,10 +37,22 @@ impl StandIn {
         StandIn::start(ns, None, port)
     }
 
+    /// HTTPS on `addr` in the caller's own network namespace (the host's loopback, for the
+    /// benches), with a certificate for `hosts`.
+    pub fn https_at(addr: SocketAddr, hosts: &[&str]) -> StandIn {
+        let listener = std::net::TcpListener::bind(addr).expect("bind stand-in");
+        StandIn::serve(listener, Some(hosts))
+    }
+
     fn start(ns: &NetNs, hosts: Option<&[&str]>, port: u16) -> StandIn {
-        let dir = tempfile::tempdir().expect("tempdir");
         let addr = SocketAddr::from((ns.addr, port));
         let listener = ns.run(|| std::net::TcpListener::bind(addr).expect("bind stand-in"));
+        StandIn::serve(listener, hosts)
+    }
+
+    fn serve(listener: std::net::TcpListener, hosts: Option<&[&str]>) -> StandIn {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = listener.local_addr().expect("stand-in address");
         listener.set_nonblocking(true).expect("nonblocking");
         let (acceptor, ca_file) = match hosts {
             Some(hosts) => {

@@ -22,7 +22,8 @@ thread_local! {
     static ACTIVITY: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Marks that a connection moved data or a connection arrived.
+/// Marks that a connection moved a small message (a request, an answer, a handshake) or that
+/// a connection arrived. Bulk transfers (spliced tunnels) do not call it.
 #[inline]
 pub fn moved() {
     ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
@@ -59,15 +60,25 @@ impl BusyPoll {
         }
     }
 
-    /// Polls after every wake-up until a quiet window passes with nothing moved. Yielding
-    /// makes the runtime check the reactor without blocking before it runs this again.
+    /// Polls after a wake-up that moved small messages (see [`moved`]) until a quiet window
+    /// passes with nothing moved. Yielding makes the runtime check the reactor without
+    /// blocking before it runs this again.
     pub async fn run(self) {
         if self.quiet.is_zero() {
             return;
         }
+        let mut seen = activity();
         loop {
             self.woken.notified().await;
-            let mut seen = activity();
+            // Let the woken connections run first: a wake-up that moved only bulk data (or
+            // nothing) is not followed by polling. Bulk data in flight sits in deep buffers
+            // and gains nothing from it, while a spinning thread would take a CPU from the
+            // processes at either end moving it.
+            tokio::task::yield_now().await;
+            if activity() == seen {
+                continue;
+            }
+            seen = activity();
             let mut since = Instant::now();
             loop {
                 tokio::task::yield_now().await;
@@ -89,7 +100,7 @@ mod tests {
 
     /// Runs `activity` on a runtime with a poller of `quiet`; how often the runtime slept
     /// during it, and whether it slept again once things were quiet.
-    fn parks_during(quiet: Duration) -> (u64, bool) {
+    fn parks_during(quiet: Duration, small: bool) -> (u64, bool) {
         use std::sync::atomic::{AtomicU64, Ordering};
         let poll = BusyPoll::new(quiet);
         let parks = Arc::new(AtomicU64::new(0));
@@ -110,7 +121,9 @@ mod tests {
             // Something moves every millisecond, well inside the quiet window: between
             // moves nothing is runnable, so without polling the runtime would sleep each time.
             for _ in 0..20 {
-                moved();
+                if small {
+                    moved();
+                }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let during = parks.load(Ordering::Relaxed) - before;
@@ -122,15 +135,23 @@ mod tests {
 
     #[test]
     fn polls_through_a_burst_and_sleeps_once_quiet() {
-        let (during, slept_after) = parks_during(Duration::from_millis(20));
+        let (during, slept_after) = parks_during(Duration::from_millis(20), true);
         assert!(
             during <= 1,
             "the runtime slept {during} times while traffic flowed"
         );
         assert!(slept_after, "the runtime never slept again after the burst");
         // Without polling the same burst puts the runtime to sleep between every move.
-        let (during, _) = parks_during(Duration::ZERO);
+        let (during, _) = parks_during(Duration::ZERO, true);
         assert!(during >= 15, "only {during} sleeps without polling");
+    }
+
+    /// Wake-ups that move no small message (bulk tunnels, timers) are not followed by
+    /// polling: the runtime sleeps between them as if polling were off.
+    #[test]
+    fn wake_ups_without_small_messages_do_not_poll() {
+        let (during, _) = parks_during(Duration::from_millis(20), false);
+        assert!(during >= 15, "only {during} sleeps: it polled for bulk");
     }
 
     #[test]

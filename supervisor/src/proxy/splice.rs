@@ -159,7 +159,6 @@ async fn one_way(mut from_half: ReadHalf<'_>, to: &TcpStream, ends: &AtomicU8) -
             ended(to, ends);
             return Ok(total);
         }
-        super::busy_poll::moved();
         let mut left = n;
         while left > 0 {
             to.writable().await?;
