@@ -43,6 +43,15 @@ fn main() {
         client(&args[i + 1..]);
         return;
     }
+    // The plain TCP server alone, for runs by hand (profiling one way at a time).
+    if let Some(addr) = args
+        .iter()
+        .position(|a| a == "--serve")
+        .and_then(|i| args.get(i + 1))
+    {
+        serve(std::net::TcpListener::bind(addr.as_str()).expect("bind bench server"));
+        return;
+    }
     orchestrate();
 }
 
@@ -222,8 +231,14 @@ fn tcp_server(ns: &NetNs, inside: bool) -> SocketAddr {
             .expect("bind bench server")
     };
     let addr = listener.local_addr().expect("bench server address");
+    std::thread::spawn(move || serve(listener));
+    addr
+}
+
+/// Serves the plain TCP protocol on `listener` until the process ends.
+fn serve(listener: std::net::TcpListener) {
     listener.set_nonblocking(true).expect("nonblocking");
-    std::thread::spawn(move || {
+    {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
@@ -236,8 +251,7 @@ fn tcp_server(ns: &NetNs, inside: bool) -> SocketAddr {
                 }
             }
         });
-    });
-    addr
+    }
 }
 
 async fn serve_tcp(mut s: tokio::net::TcpStream) {
