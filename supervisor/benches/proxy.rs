@@ -238,20 +238,18 @@ fn tcp_server(ns: &NetNs, inside: bool) -> SocketAddr {
 /// Serves the plain TCP protocol on `listener` until the process ends.
 fn serve(listener: std::net::TcpListener) {
     listener.set_nonblocking(true).expect("nonblocking");
-    {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .expect("server runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            loop {
-                if let Ok((s, _)) = listener.accept().await {
-                    tokio::spawn(serve_tcp(s));
-                }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("server runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        loop {
+            if let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(serve_tcp(s));
             }
-        });
-    }
+        }
+    });
 }
 
 async fn serve_tcp(mut s: tokio::net::TcpStream) {

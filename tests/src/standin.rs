@@ -37,8 +37,8 @@ impl StandIn {
         StandIn::start(ns, None, port)
     }
 
-    /// HTTPS on `addr` in the caller's own network namespace (the host's loopback, for the
-    /// benches), with a certificate for `hosts`.
+    /// HTTPS on `addr` in the caller's own network namespace (an address of the host's, for
+    /// the benches), with a certificate for `hosts`.
     pub fn https_at(addr: SocketAddr, hosts: &[&str]) -> StandIn {
         let listener = std::net::TcpListener::bind(addr).expect("bind stand-in");
         StandIn::serve(listener, Some(hosts))

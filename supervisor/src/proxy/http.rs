@@ -102,24 +102,19 @@ pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Ca
         Ok(t) => t,
         Err(r) => return answer_and_close(stream, &r).await,
     };
-    let Opened {
-        conn,
-        upstream,
-        inspect,
-        event,
-    } = match open(shared, t, caller).await {
-        Ok(x) => x,
+    let o = match open(shared, t, caller).await {
+        Ok(o) => o,
         Err(r) => return answer_and_close(stream, &r).await,
     };
     let answered = write_now(&stream, b"HTTP/1.1 200 Connection established\r\n\r\n").await;
-    conn.shared.events.emit(event);
+    o.conn.shared.events.emit(o.event);
     if answered.is_err() {
         return;
     }
-    if inspect {
-        inspect::tunnel(Prefixed::new(early, stream), upstream, conn).await;
+    if o.inspect {
+        inspect::tunnel(Prefixed::new(early, stream), o.upstream, o.conn).await;
     } else {
-        inspect::passthrough_tcp(stream, &early, upstream, conn).await;
+        inspect::passthrough_tcp(stream, &early, o.upstream, o.conn).await;
     }
 }
 
@@ -324,25 +319,20 @@ async fn connect(
         Ok(t) => t,
         Err(r) => return full(*r),
     };
-    let Opened {
-        conn,
-        upstream,
-        inspect,
-        event,
-    } = match open(shared, t, caller).await {
-        Ok(x) => x,
+    let o = match open(shared, t, caller).await {
+        Ok(o) => o,
         Err(r) => return full(r),
     };
-    conn.shared.events.emit(event);
+    o.conn.shared.events.emit(o.event);
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(_) => return,
         };
-        if inspect {
-            inspect::tunnel(TokioIo::new(upgraded), upstream, conn).await;
+        if o.inspect {
+            inspect::tunnel(TokioIo::new(upgraded), o.upstream, o.conn).await;
         } else {
-            inspect::passthrough(upgraded, upstream, conn).await;
+            inspect::passthrough(upgraded, o.upstream, o.conn).await;
         }
     });
     Response::new(
@@ -373,18 +363,13 @@ async fn absolute(
         Ok(t) => t,
         Err(r) => return full(*r),
     };
-    let Opened {
-        conn,
-        upstream,
-        inspect,
-        event,
-    } = match open(shared, t, caller).await {
-        Ok(x) => x,
+    let o = match open(shared, t, caller).await {
+        Ok(o) => o,
         Err(r) => return full(r),
     };
-    conn.shared.events.emit(event);
-    let mut up = Upstream::plain(upstream);
-    if inspect {
+    o.conn.shared.events.emit(o.event);
+    let (conn, mut up) = (o.conn, Upstream::plain(o.upstream));
+    if o.inspect {
         inspect::forward(req, &conn, &mut up).await
     } else {
         inspect::send(req, &conn, &mut up).await

@@ -810,7 +810,6 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<'_, C> {
     }
 }
 
-/// The server's `Host` when the client sent none.
 /// From a request target: what the server is sent (origin-form), the path decided on, the
 /// query, and the authority an absolute-form target names. `None` for a target with no path
 /// (`*`), decided as it is.
