@@ -154,6 +154,20 @@ fn environment_is_built_not_inherited() {
     );
 }
 
+/// Its only TCP is loopback to the proxy, where a pacing algorithm (bbr, which a new network
+/// namespace takes from the host) would only throttle.
+#[test]
+fn loopback_tcp_does_not_pace() {
+    let s = Sandbox::new(NO_NETWORK);
+    let out = s.run(&["cat", "/proc/sys/net/ipv4/tcp_congestion_control"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cc = text(&out.stdout);
+    assert!(
+        matches!(cc.trim(), "cubic" | "reno"),
+        "the sandbox uses {cc:?}"
+    );
+}
+
 #[test]
 fn boot_hook_runs_first_and_must_succeed() {
     let s = Sandbox::new(NO_NETWORK)

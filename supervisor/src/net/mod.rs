@@ -8,6 +8,7 @@
 //! the sender fails at once (TCP RST, ICMP unreachable) instead of timing out.
 
 pub mod catcher;
+pub mod congestion;
 pub mod ifconfig;
 
 pub use catcher::{DirectAttempt, Proto};

@@ -101,6 +101,12 @@ fn network(net: &OwnedFd, unprivileged: bool, report: &mut Report) -> Result<(),
         }
         Err(e) => return Err(e.to_string()),
     };
+    // Before the listener: sockets take the namespace's default when they are made.
+    if let Err(e) = crate::net::congestion::unpaced_loopback() {
+        report.warn(&format!(
+            "the sandbox keeps the host's TCP congestion control, so a pacing one (bbr) slows traffic to the proxy: cannot set it: {e}"
+        ));
+    }
     let listener = std::net::TcpListener::bind(super::env::PROXY_ADDR).map_err(|e| {
         format!(
             "cannot listen on {} inside the sandbox: {e}",
