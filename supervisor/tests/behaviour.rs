@@ -364,11 +364,16 @@ fn runs_unprivileged_in_a_user_namespace() {
         .arg(s.work())
         .arg("--log")
         .arg(s.log())
-        .args(["--", "sh", "-c", "id -u; echo written > /sandbox/out; cat /etc/shadow; curl -sS -m 5 https://example.com"]);
+        .args(["--", "sh", "-c", "id -u; cat /proc/sys/net/ipv4/tcp_congestion_control; echo written > /sandbox/out; cat /etc/shadow; curl -sS -m 5 https://example.com"]);
     let out = c.output().expect("setpriv (util-linux) runs");
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert_eq!(stdout.lines().next(), Some("65534"), "{stdout}\n{stderr}");
+    // The namespace's owner may set its congestion control too.
+    assert!(
+        matches!(stdout.lines().nth(1), Some("cubic" | "reno")),
+        "{stdout}"
+    );
     assert_eq!(
         std::fs::read_to_string(s.work().join("out"))
             .ok()
