@@ -239,6 +239,10 @@ fn screen_help_and_command() {
     let mut s = home();
     press(&mut s, KeyCode::Char('?'));
     snap("help", &s);
+    // A short screen scrolls the list: the end shows, and up moves back one line.
+    press(&mut s, KeyCode::End);
+    press(&mut s, KeyCode::Up);
+    snap("help_scrolled", &s);
     press(&mut s, KeyCode::Esc);
     press(&mut s, KeyCode::Char(':'));
     typed(&mut s, "sandb");

@@ -244,6 +244,11 @@ pub struct State {
     pub prompt: Option<Prompt>,
     pub input: Option<Input>,
     pub help: bool,
+    /// The first line of the help popup that shows (it scrolls where the screen is short).
+    pub help_scroll: usize,
+    /// The furthest the help can scroll, as the last frame found it (it depends on the
+    /// screen's height, which only the renderer knows); it keeps presses past the end live.
+    pub help_end: std::cell::Cell<usize>,
     pub status: Option<Status>,
     pub quit: bool,
 }
@@ -285,6 +290,8 @@ impl State {
             prompt: None,
             input: None,
             help: false,
+            help_scroll: 0,
+            help_end: std::cell::Cell::new(Action::ALL.len().saturating_sub(1)),
             status: None,
             quit: false,
         }
@@ -343,7 +350,7 @@ impl State {
     pub fn available(&self) -> Vec<Action> {
         use Action::*;
         if self.help {
-            return vec![Back, Help, Quit];
+            return vec![Back, Help, Up, Down, PageUp, PageDown, Top, Bottom, Quit];
         }
         if self.prompt.is_some() {
             return vec![Confirm, Back];
@@ -690,7 +697,10 @@ impl State {
     pub fn action(&mut self, action: Action) -> Vec<Effect> {
         use Action::*;
         match action {
-            Help => self.help = !self.help,
+            Help => {
+                self.help = !self.help;
+                self.help_scroll = 0;
+            }
             // `q` quits from home only; `:quit` quits from anywhere.
             Quit if self.open.is_none() => self.quit_or_ask(false),
             Quit => {}
@@ -712,10 +722,27 @@ impl State {
                 })
             }
             Back if self.help => self.help = false,
-            _ if self.help => {}
+            _ if self.help => self.scroll_help(action),
             _ => return self.view_action(action),
         }
         vec![]
+    }
+
+    /// Moves the help popup's first line; the renderer stops it where the last line shows.
+    fn scroll_help(&mut self, action: Action) {
+        use Action::*;
+        const PAGE: usize = 10;
+        let last = self.help_end.get();
+        self.help_scroll = match action {
+            Up => self.help_scroll.saturating_sub(1),
+            Down => self.help_scroll + 1,
+            PageUp => self.help_scroll.saturating_sub(PAGE),
+            PageDown => self.help_scroll + PAGE,
+            Top => 0,
+            Bottom => last,
+            _ => self.help_scroll,
+        }
+        .min(last);
     }
 
     fn page_action(&mut self, action: Action) -> Vec<Effect> {

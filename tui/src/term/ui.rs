@@ -592,13 +592,30 @@ fn render_help(state: &State, theme: &Theme, keymap: &Keymap, frame: &mut Frame,
             Span::styled(a.description(), theme.style("help_desc")),
         ]));
     }
+    // Inside the border: what shows of the list, and where it starts. A short screen scrolls
+    // (up/down) instead of cutting the list off.
+    let rows = usize::from(h.saturating_sub(2));
+    let total = lines.len();
+    state.help_end.set(total.saturating_sub(rows));
+    let first = state.help_scroll.min(total.saturating_sub(rows));
+    let shown = if total > rows {
+        format!(
+            " · {}-{} of {total} (↑↓)",
+            first + 1,
+            (first + rows).min(total)
+        )
+    } else {
+        String::new()
+    };
     let title = Line::styled(
-        format!(" help · keymap {} ", keymap.name),
+        format!(" help · keymap {}{shown} ", keymap.name),
         theme.style("title"),
     );
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).block(block(title, theme).style(theme.style("base"))),
+        Paragraph::new(lines)
+            .scroll((u16::try_from(first).unwrap_or(u16::MAX), 0))
+            .block(block(title, theme).style(theme.style("base"))),
         popup,
     );
 }
