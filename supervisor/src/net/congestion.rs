@@ -14,41 +14,25 @@ const AVAILABLE: &str = "/proc/sys/net/ipv4/tcp_available_congestion_control";
 /// Loss-based algorithms that never pace, in order of preference; reno is always built in.
 const PREFERRED: [&str; 2] = ["cubic", "reno"];
 
-/// What [`unpaced_loopback`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Choice {
-    /// The namespace already used a loss-based algorithm.
-    Kept(String),
-    /// It used `from`; it now uses `to`.
-    Changed { from: String, to: &'static str },
-}
-
 /// The algorithm to use instead of `current`, given the kernel's `available` list; `None`
 /// keeps `current`.
 fn replacement(current: &str, available: &str) -> Option<&'static str> {
     if PREFERRED.contains(&current) {
         return None;
     }
-    let have: Vec<&str> = available.split_whitespace().collect();
-    PREFERRED
-        .iter()
-        .copied()
-        .find(|p| have.contains(p))
-        .or(Some("reno"))
+    let have = |p: &&str| available.split_whitespace().any(|a| a == *p);
+    Some(PREFERRED.iter().copied().find(have).unwrap_or("reno"))
 }
 
 /// Makes the calling thread's network namespace (a sandbox's, fresh) default to a congestion
 /// control that does not pace. Sockets made afterwards, the proxy's listener among them,
 /// take it.
-pub fn unpaced_loopback() -> io::Result<Choice> {
-    let current = std::fs::read_to_string(CURRENT)?.trim().to_string();
+pub fn unpaced_loopback() -> io::Result<()> {
+    let current = std::fs::read_to_string(CURRENT)?;
     let available = std::fs::read_to_string(AVAILABLE).unwrap_or_default();
-    match replacement(&current, &available) {
-        None => Ok(Choice::Kept(current)),
-        Some(to) => {
-            std::fs::write(CURRENT, to)?;
-            Ok(Choice::Changed { from: current, to })
-        }
+    match replacement(current.trim(), &available) {
+        Some(to) => std::fs::write(CURRENT, to),
+        None => Ok(()),
     }
 }
 

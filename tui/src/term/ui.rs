@@ -596,8 +596,9 @@ fn render_help(state: &State, theme: &Theme, keymap: &Keymap, frame: &mut Frame,
     // (up/down) instead of cutting the list off.
     let rows = usize::from(h.saturating_sub(2));
     let total = lines.len();
-    state.help_end.set(total.saturating_sub(rows));
-    let first = state.help_scroll.min(total.saturating_sub(rows));
+    let end = total.saturating_sub(rows);
+    state.help_end.set(end);
+    let first = state.help_scroll.min(end);
     let shown = if total > rows {
         format!(
             " · {}-{} of {total} (↑↓)",
