@@ -14,14 +14,16 @@ const AVAILABLE: &str = "/proc/sys/net/ipv4/tcp_available_congestion_control";
 /// Loss-based algorithms that never pace, in order of preference; reno is always built in.
 const PREFERRED: [&str; 2] = ["cubic", "reno"];
 
-/// The algorithm to use instead of `current`, given the kernel's `available` list; `None`
-/// keeps `current`.
-fn replacement(current: &str, available: &str) -> Option<&'static str> {
+/// The algorithms to try instead of `current`, best first, given the kernel's `available`
+/// list; empty keeps `current`. Reno always stays last: outside the host's own namespace the
+/// kernel refuses any algorithm not in `tcp_allowed_congestion_control` (EPERM, even to
+/// root), and reno is the one it always allows.
+fn candidates(current: &str, available: &str) -> Vec<&'static str> {
     if PREFERRED.contains(&current) {
-        return None;
+        return Vec::new();
     }
-    let have = |p: &&str| available.split_whitespace().any(|a| a == *p);
-    Some(PREFERRED.iter().copied().find(have).unwrap_or("reno"))
+    let have = |p: &&str| *p == "reno" || available.split_whitespace().any(|a| a == *p);
+    PREFERRED.iter().copied().filter(have).collect()
 }
 
 /// Makes the calling thread's network namespace (a sandbox's, fresh) default to a congestion
@@ -30,10 +32,14 @@ fn replacement(current: &str, available: &str) -> Option<&'static str> {
 pub fn unpaced_loopback() -> io::Result<()> {
     let current = std::fs::read_to_string(CURRENT)?;
     let available = std::fs::read_to_string(AVAILABLE).unwrap_or_default();
-    match replacement(current.trim(), &available) {
-        Some(to) => std::fs::write(CURRENT, to),
-        None => Ok(()),
+    let mut refused = Ok(());
+    for to in candidates(current.trim(), &available) {
+        match std::fs::write(CURRENT, to) {
+            Ok(()) => return Ok(()),
+            Err(e) => refused = Err(e),
+        }
     }
+    refused
 }
 
 #[cfg(test)]
@@ -41,16 +47,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pacing_default_gives_way_to_cubic_or_reno() {
-        assert_eq!(replacement("bbr", "reno bbr cubic"), Some("cubic"));
-        assert_eq!(replacement("bbr", "reno bbr"), Some("reno"));
+    fn a_pacing_default_gives_way_to_cubic_then_reno() {
+        assert_eq!(candidates("bbr", "reno bbr cubic"), ["cubic", "reno"]);
+        assert_eq!(candidates("bbr", "reno bbr"), ["reno"]);
         // An unreadable list still leaves reno, which every kernel has.
-        assert_eq!(replacement("bbr", ""), Some("reno"));
+        assert_eq!(candidates("bbr", ""), ["reno"]);
     }
 
     #[test]
     fn a_loss_based_default_is_kept() {
-        assert_eq!(replacement("cubic", "reno cubic"), None);
-        assert_eq!(replacement("reno", "reno"), None);
+        assert!(candidates("cubic", "reno cubic").is_empty());
+        assert!(candidates("reno", "reno").is_empty());
     }
 }
