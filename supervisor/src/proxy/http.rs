@@ -69,8 +69,8 @@ fn parse_head(buf: &[u8]) -> Head {
 pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Caller) {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::with_capacity(1024);
-    // The listener defers accepting until the request has arrived, so it is usually there:
-    // read it at once, not after the reactor's first report on a fresh socket.
+    // The request has most often arrived while the owner was looked up: read it at once,
+    // not after the reactor's first report on a fresh socket.
     match read_now(&stream, &mut head) {
         Ok(0) => return,
         Ok(_) => {}
