@@ -10,7 +10,9 @@
 //! rounds that take turns with the comparisons, and the median round is shown.
 //! `BENCH_ONLY=latency|bulk|l7|rss` runs one; `BENCH_VERBOSE=1` prints every round;
 //! `BENCH_BULK_ROUNDS=N` sets the bulk figure's rounds (9);
-//! `BENCH_SUPERVISOR=PATH` measures another build of the supervisor.
+//! `BENCH_SUPERVISOR=PATH` measures another build of the supervisor;
+//! `BENCH_SUPERVISOR_B=PATH` measures another build beside ours, in tinyproxy's column (an
+//! A/B in one run).
 
 use openshell_e2e::netns::NetNs;
 use openshell_e2e::standin::StandIn;
@@ -329,7 +331,8 @@ fn interleaved(
                 what,
                 Some((env.0, &env.1.div_ceil(rounds).to_string())),
             ));
-            if w.mode == "proxy" {
+            // Ours is the second way; only its own rounds count toward its CPU.
+            if i == 1 {
                 sup_ns += cpu_ns(sup).saturating_sub(before);
             }
         }
@@ -443,41 +446,66 @@ fn orchestrate() {
         ),
     )
     .expect("policy");
-    let log = dir.path().join("events.log");
-    // Another build can be measured in its place (an A/B beside the previous commit).
+    // Another build can be measured in its place, or beside it in tinyproxy's column (an A/B
+    // in one run: paired rounds see the same machine, where runs apart can differ by a third).
     let sup_bin = std::env::var("BENCH_SUPERVISOR")
         .ok()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_openshell-sandbox").to_string());
-    let sup = Command::new(sup_bin)
-        .arg("run")
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--workdir")
-        .arg(dir.path())
-        .arg("--log")
-        .arg(&log)
-        .arg("--upstream-ca")
-        .arg(&gh_ca)
-        .arg("--resolve")
-        .arg(format!("bench.test={}", target.ip()))
-        .arg("--resolve")
-        .arg(format!("api.github.com={}", https.ip()))
-        .args(["--", "sleep", "3600"])
-        .spawn()
-        .map(Reaped)
-        .expect("start the sandbox");
+    let start = |bin: &str, dir: &std::path::Path| -> (Reaped, u32) {
+        let sup = Command::new(bin)
+            .arg("run")
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--workdir")
+            .arg(dir)
+            .arg("--log")
+            .arg(dir.join("events.log"))
+            .arg("--upstream-ca")
+            .arg(&gh_ca)
+            .arg("--resolve")
+            .arg(format!("bench.test={}", target.ip()))
+            .arg("--resolve")
+            .arg(format!("api.github.com={}", https.ip()))
+            .args(["--", "sleep", "3600"])
+            .spawn()
+            .map(Reaped)
+            .expect("start the sandbox");
+        let init = wait_for_child(sup.0.id());
+        (sup, init)
+    };
+    let (sup, init_pid) = start(&sup_bin, dir.path());
     let sup_pid = sup.0.id();
-    let init_pid = wait_for_child(sup_pid);
     let netns = format!("--net=/proc/{init_pid}/ns/net");
     let sandbox_ca = format!("/proc/{init_pid}/root/run/openshell/ca.pem");
     let ours = ["nsenter", netns.as_str()];
 
-    let tiny = start_tinyproxy(dir.path());
-    println!(
-        "{:<22}{:>14}{:>14}{:>14}",
-        "", "direct", "openshell", "tinyproxy"
-    );
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let other = std::env::var("BENCH_SUPERVISOR_B")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(|bin| start(&bin, dir_b.path()));
+    let netns_b = other
+        .as_ref()
+        .map(|(_, init)| format!("--net=/proc/{init}/ns/net"))
+        .unwrap_or_default();
+    let sandbox_ca_b = other
+        .as_ref()
+        .map(|(_, init)| format!("/proc/{init}/root/run/openshell/ca.pem"))
+        .unwrap_or_default();
+    let ours_b = ["nsenter", netns_b.as_str()];
+
+    let tiny = if other.is_some() {
+        None
+    } else {
+        start_tinyproxy(dir.path())
+    };
+    let third = if other.is_some() {
+        "B build"
+    } else {
+        "tinyproxy"
+    };
+    println!("{:<22}{:>14}{:>14}{:>14}", "", "direct", "openshell", third);
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |what: &str| only.is_empty() || only == what;
@@ -496,7 +524,14 @@ fn orchestrate() {
                 ca: &sandbox_ca,
             },
         ];
-        if tiny.is_some() {
+        if other.is_some() {
+            w.push(Way {
+                prefix: &ours_b,
+                mode: "proxy",
+                proxy: "127.0.0.1:3128",
+                ca: &sandbox_ca_b,
+            });
+        } else if tiny.is_some() {
             w.push(Way {
                 prefix: &[],
                 mode: "byaddr",
@@ -632,8 +667,13 @@ fn orchestrate() {
             "HTTPS keep-alive req/s",
             shown(rps(0), 0),
             shown(rps(1), 0),
+            // Tinyproxy only tunnels: it inspects nothing.
             rps(2)
-                .map(|v| format!("{v:.0} tunnel"))
+                .map(|v| if other.is_some() {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.0} tunnel")
+                })
                 .unwrap_or_else(|| "-".into()),
         );
         println!(
@@ -681,6 +721,7 @@ fn orchestrate() {
     }
 
     drop(sup);
+    drop(other);
     drop(tiny);
 }
 
