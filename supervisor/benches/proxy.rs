@@ -452,7 +452,9 @@ fn orchestrate() {
         .ok()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_openshell-sandbox").to_string());
-    let start = |bin: &str, dir: &std::path::Path| -> (Reaped, u32) {
+    // A sandbox from `bin`: the supervisor, the nsenter argument into its network namespace,
+    // and the path of its CA.
+    let start = |bin: &str, dir: &std::path::Path| -> (Reaped, String, String) {
         let sup = Command::new(bin)
             .arg("run")
             .arg("--policy")
@@ -472,12 +474,14 @@ fn orchestrate() {
             .map(Reaped)
             .expect("start the sandbox");
         let init = wait_for_child(sup.0.id());
-        (sup, init)
+        (
+            sup,
+            format!("--net=/proc/{init}/ns/net"),
+            format!("/proc/{init}/root/run/openshell/ca.pem"),
+        )
     };
-    let (sup, init_pid) = start(&sup_bin, dir.path());
+    let (sup, netns, sandbox_ca) = start(&sup_bin, dir.path());
     let sup_pid = sup.0.id();
-    let netns = format!("--net=/proc/{init_pid}/ns/net");
-    let sandbox_ca = format!("/proc/{init_pid}/root/run/openshell/ca.pem");
     let ours = ["nsenter", netns.as_str()];
 
     let dir_b = tempfile::tempdir().expect("tempdir");
@@ -485,15 +489,9 @@ fn orchestrate() {
         .ok()
         .filter(|p| !p.is_empty())
         .map(|bin| start(&bin, dir_b.path()));
-    let netns_b = other
+    let ours_b = other
         .as_ref()
-        .map(|(_, init)| format!("--net=/proc/{init}/ns/net"))
-        .unwrap_or_default();
-    let sandbox_ca_b = other
-        .as_ref()
-        .map(|(_, init)| format!("/proc/{init}/root/run/openshell/ca.pem"))
-        .unwrap_or_default();
-    let ours_b = ["nsenter", netns_b.as_str()];
+        .map(|(_, netns, _)| ["nsenter", netns.as_str()]);
 
     let tiny = if other.is_some() {
         None
@@ -524,12 +522,12 @@ fn orchestrate() {
                 ca: &sandbox_ca,
             },
         ];
-        if other.is_some() {
+        if let (Some((_, _, ca)), Some(prefix)) = (&other, &ours_b) {
             w.push(Way {
-                prefix: &ours_b,
+                prefix,
                 mode: "proxy",
                 proxy: "127.0.0.1:3128",
-                ca: &sandbox_ca_b,
+                ca,
             });
         } else if tiny.is_some() {
             w.push(Way {
@@ -669,11 +667,7 @@ fn orchestrate() {
             shown(rps(1), 0),
             // Tinyproxy only tunnels: it inspects nothing.
             rps(2)
-                .map(|v| if other.is_some() {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.0} tunnel")
-                })
+                .map(|v| format!("{v:.0}{}", if other.is_some() { "" } else { " tunnel" }))
                 .unwrap_or_else(|| "-".into()),
         );
         println!(
