@@ -118,7 +118,7 @@ fn edit_the_policy_typo_fix_apply() {
 
     let mut t = term(&env);
     t.wait_screen("healthy");
-    t.wait_screen("ed ");
+    t.wait_screen("│ed "); // its row in the table
     t.keys(b"\r");
     t.wait_screen("ed › overview");
     t.keys(b"p");
@@ -202,8 +202,9 @@ fn create_and_delete_from_the_tui() {
         "the sandbox made in the form to be ready",
         || (env.json(&["sandbox", "get", "formed", "--json"])["phase"] == "ready").then_some(()),
     );
-    // The live table shows it; `d` asks, `enter` deletes.
-    t.wait_screen("formed ");
+    // The live table shows it; `d` asks, `enter` deletes. The row is waited for by its
+    // border, since the status line "sandbox formed created" also holds the name.
+    t.wait_screen("│formed ");
     t.keys(b"d");
     t.wait_screen("Delete sandbox formed?");
     t.keys(b"\r");
