@@ -493,15 +493,9 @@ fn orchestrate() {
         .as_ref()
         .map(|(_, netns, _)| ["nsenter", netns.as_str()]);
 
-    let tiny = if other.is_some() {
-        None
-    } else {
-        start_tinyproxy(dir.path())
-    };
-    let third = if other.is_some() {
-        "B build"
-    } else {
-        "tinyproxy"
+    let (tiny, third) = match other {
+        Some(_) => (None, "B build"),
+        None => (start_tinyproxy(dir.path()), "tinyproxy"),
     };
     println!("{:<22}{:>14}{:>14}{:>14}", "", "direct", "openshell", third);
 
