@@ -111,10 +111,13 @@ pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Ca
     if answered.is_err() {
         return;
     }
+    let Ok(up) = o.upstream.register() else {
+        return;
+    };
     if o.inspect {
-        inspect::tunnel(Prefixed::new(early, stream), o.upstream, o.conn).await;
+        inspect::tunnel(Prefixed::new(early, stream), up, o.conn).await;
     } else {
-        inspect::passthrough_tcp(stream, &early, o.upstream, o.conn).await;
+        inspect::passthrough_tcp(stream, &early, up, o.conn).await;
     }
 }
 
@@ -249,7 +252,8 @@ fn bad_gateway(t: &Target, why: &str) -> Response<Bytes> {
 /// An allowed, connected destination.
 pub struct Opened {
     pub conn: Conn,
-    pub upstream: TcpStream,
+    /// Registered with the reactor by the caller, once its client has its answer.
+    pub upstream: upstream::Connected,
     /// Whether its requests are inspected one by one.
     pub inspect: bool,
     /// The allow event, for the caller to emit once the client has its answer: building and
@@ -285,7 +289,7 @@ pub async fn open(
         shared.events.emit(shared.network_event(&d, &t, &caller));
         return Err(refuse_network(&d, &t, &caller));
     }
-    let stream = match upstream::connect(&ips, t.port).await {
+    let stream = match upstream::open(&ips, t.port).await {
         Ok(s) => s,
         Err(e) => {
             let mut ev = shared.network_event(&d, &t, &caller);
@@ -329,10 +333,13 @@ async fn connect(
             Ok(u) => u,
             Err(_) => return,
         };
+        let Ok(up) = o.upstream.register() else {
+            return;
+        };
         if o.inspect {
-            inspect::tunnel(TokioIo::new(upgraded), o.upstream, o.conn).await;
+            inspect::tunnel(TokioIo::new(upgraded), up, o.conn).await;
         } else {
-            inspect::passthrough(upgraded, o.upstream, o.conn).await;
+            inspect::passthrough(upgraded, up, o.conn).await;
         }
     });
     Response::new(
@@ -368,7 +375,11 @@ async fn absolute(
         Err(r) => return full(r),
     };
     o.conn.shared.events.emit(o.event);
-    let (conn, mut up) = (o.conn, Upstream::plain(o.upstream));
+    let up = match o.upstream.register() {
+        Ok(up) => up,
+        Err(e) => return full(bad_gateway(&o.conn.target, &e.to_string())),
+    };
+    let (conn, mut up) = (o.conn, Upstream::plain(up));
     if o.inspect {
         inspect::forward(req, &conn, &mut up).await
     } else {

@@ -2,6 +2,8 @@
 //! sandbox's TCP table, the process holding it, and that process's executable. Nothing the
 //! process says is trusted.
 
+use nix::fcntl::{OFlag, open, openat, readlinkat};
+use nix::sys::stat::Mode;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -15,6 +17,84 @@ pub struct Owner {
     pub exe: String,
 }
 
+/// The last owner, with its `/proc` directories held open: looking a name up relative to
+/// them skips resolving `/proc/<pid>` every time, and once that process has exited they
+/// answer nothing, so a later process given the same pid is never taken for it.
+struct Last {
+    pid: u32,
+    fd: i32,
+    /// The descriptor's number, as its name under `fd/`.
+    fd_name: String,
+    proc_dir: OwnedFd,
+    fd_dir: OwnedFd,
+    /// To take a copy of the descriptor (`pidfd_getfd`), when the kernel allows it.
+    pidfd: Option<OwnedFd>,
+}
+
+impl Last {
+    fn open(pid: u32, fd: u32) -> Option<Last> {
+        let proc_dir = open(
+            format!("/proc/{pid}").as_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let fd_dir = openat(
+            &proc_dir,
+            "fd",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let pidfd = pidfd_open(pid);
+        Some(Last {
+            pid,
+            fd: i32::try_from(fd).ok()?,
+            fd_name: fd.to_string(),
+            proc_dir,
+            fd_dir,
+            pidfd,
+        })
+    }
+
+    /// The owner, when its descriptor `fd` is still the client end of the connection from
+    /// `peer` to `local`: a copy of the descriptor is asked for its addresses, which in the
+    /// sandbox's network namespace name one TCP connection and no other. This spares the
+    /// sock_diag round trip and the descriptor's link; without a copy, `None`.
+    fn holds_connection(&self, peer: SocketAddr, local: SocketAddr) -> Option<Owner> {
+        let pidfd = self.pidfd.as_ref()?;
+        let copy = pidfd_getfd(pidfd, self.fd)?;
+        let sock = socket2::SockRef::from(&copy);
+        // Sandbox processes cannot make network namespaces or be handed sockets from outside,
+        // so the pair of addresses is unique; UDP has the same addresses in another space.
+        let tcp = sock.protocol().ok().flatten() == Some(socket2::Protocol::TCP);
+        let same = |a: std::io::Result<socket2::SockAddr>, want: SocketAddr| {
+            a.ok().and_then(|a| a.as_socket()) == Some(want)
+        };
+        if !(tcp && same(sock.local_addr(), peer) && same(sock.peer_addr(), local)) {
+            return None;
+        }
+        self.exe()
+    }
+
+    fn exe(&self) -> Option<Owner> {
+        let exe = readlinkat(&self.proc_dir, "exe").ok()?;
+        Some(Owner {
+            pid: self.pid,
+            exe: exe.to_string_lossy().into_owned(),
+        })
+    }
+
+    /// The owner, when its descriptor `fd` still holds `target`.
+    fn holds(&self, target: &str) -> Option<Owner> {
+        let link = readlinkat(&self.fd_dir, self.fd_name.as_str()).ok()?;
+        if link.as_os_str() != target {
+            return None;
+        }
+        self.exe()
+    }
+}
+
 /// Looks up connection owners inside one sandbox.
 pub struct OwnerLookup {
     /// A process inside the sandbox (its PID 1), whose `/proc/<pid>/net` is the sandbox's.
@@ -23,7 +103,7 @@ pub struct OwnerLookup {
     netns: (u64, u64),
     /// The last owner found and the descriptor it held the socket on: the next connection
     /// most often comes from the same process, on the same (lowest free) descriptor.
-    last: Mutex<Option<(u32, u32)>>,
+    last: Mutex<Option<Last>>,
     /// A sock_diag netlink socket made inside the sandbox's network namespace: it finds one
     /// socket by its addresses directly, where `/proc/net/tcp` walks the whole hash table.
     diag: Option<Mutex<OwnedFd>>,
@@ -44,32 +124,36 @@ impl OwnerLookup {
 
     /// The owner of the client end `peer` of a connection accepted on `local`.
     ///
-    /// The socket's inode comes from the kernel (sock_diag by exact addresses); its holder is
-    /// looked for first where the last one was, then among the sandbox's own processes (the
+    /// Most connections come from the last owner on the same descriptor: a copy of it that
+    /// has the connection's addresses settles it. Otherwise the socket's inode comes from the
+    /// kernel (sock_diag by exact addresses); its holder is looked for first where the last
+    /// one was, then among the sandbox's own processes (the
     /// descendants of its PID 1), and only then in every process of the sandbox's network
     /// namespace. The executable is read afresh every time (a process may have exec'd).
     pub fn find(&self, peer: SocketAddr, local: SocketAddr) -> Option<Owner> {
+        let mut last = self.last.lock().ok()?;
+        if let Some(o) = last.as_ref().and_then(|l| l.holds_connection(peer, local)) {
+            return Some(o);
+        }
         let inode = self.socket_inode(peer, local)?;
         let target = format!("socket:[{inode}]");
-        let last = self.last.lock().ok().and_then(|g| *g);
-        if let Some((pid, fd)) = last {
-            let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"));
-            if link.is_ok_and(|l| l.as_os_str() == target.as_str())
-                && let Some(o) = owner(pid)
-            {
+        let last_pid = last.as_ref().map(|l| l.pid);
+        if let Some(pid) = last_pid {
+            if let Some(o) = last.as_ref().and_then(|l| l.holds(&target)) {
                 return Some(o);
             }
+            // The same process, on another descriptor.
             if let Some(fd) = held_on(pid, &target)
-                && let Some(o) = self.found(pid, fd)
+                && let Some(o) = found(&mut last, pid, fd)
             {
                 return Some(o);
             }
         }
         let mut seen = Vec::new();
         for pid in self.descendants() {
-            if Some(pid) != last.map(|(p, _)| p)
+            if Some(pid) != last_pid
                 && let Some(fd) = held_on(pid, &target)
-                && let Some(o) = self.found(pid, fd)
+                && let Some(o) = found(&mut last, pid, fd)
             {
                 return Some(o);
             }
@@ -84,25 +168,16 @@ impl OwnerLookup {
             else {
                 continue;
             };
-            if Some(pid) == last.map(|(p, _)| p) || seen.contains(&pid) || !self.in_sandbox(pid) {
+            if Some(pid) == last_pid || seen.contains(&pid) || !self.in_sandbox(pid) {
                 continue;
             }
             if let Some(fd) = held_on(pid, &target)
-                && let Some(o) = self.found(pid, fd)
+                && let Some(o) = found(&mut last, pid, fd)
             {
                 return Some(o);
             }
         }
         None
-    }
-
-    /// The owner `pid`, remembered with the descriptor `fd` it held the socket on.
-    fn found(&self, pid: u32, fd: u32) -> Option<Owner> {
-        let o = owner(pid)?;
-        if let Ok(mut g) = self.last.lock() {
-            *g = Some((pid, fd));
-        }
-        Some(o)
     }
 
     /// The sandbox's PID 1 and its descendants (every thread's children), as the host numbers
@@ -273,6 +348,33 @@ fn hex_addr(a: SocketAddr) -> String {
     format!("{ip}:{:04X}", a.port())
 }
 
+/// A pidfd for `pid`, or `None` where the kernel has none.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: plain pidfd_open(2); the result is checked and owned at once.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// A copy of descriptor `fd` of the process behind `pidfd` (pidfd_getfd(2)).
+fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> Option<OwnedFd> {
+    // SAFETY: plain pidfd_getfd(2) on a pidfd we own; the result is checked and owned.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    let copy = i32::try_from(copy).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `copy` is a fresh descriptor nobody else owns (the kernel sets CLOEXEC on it).
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) })
+}
+
+/// The owner `pid`, remembered (with the descriptor `fd` it held the socket on) for the next
+/// lookup.
+fn found(last: &mut Option<Last>, pid: u32, fd: u32) -> Option<Owner> {
+    let o = owner(pid)?;
+    *last = Last::open(pid, fd);
+    Some(o)
+}
+
 /// The descriptor on which `pid` holds `target` (`socket:[inode]`), if it does.
 fn held_on(pid: u32, target: &str) -> Option<u32> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
@@ -307,6 +409,8 @@ mod tests {
             let lookup = OwnerLookup::new(me, diag).expect("lookup");
             let found = lookup.find(peer, local).expect("owner found");
             assert_eq!(found.pid, me);
+            // Again: now from the remembered owner's descriptor.
+            assert_eq!(lookup.find(peer, local), Some(found));
         }
         let lookup = OwnerLookup::new(me, None).expect("lookup");
         let found = lookup.find(peer, local).expect("owner found");
@@ -315,5 +419,38 @@ mod tests {
             std::env::current_exe().expect("exe")
         );
         drop(client);
+    }
+
+    /// The remembered descriptor settles a lookup only for its own connection: another
+    /// connection's addresses, or a descriptor that is no longer a TCP socket, do not.
+    #[test]
+    fn a_remembered_descriptor_answers_only_for_its_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let local = listener.local_addr().expect("addr");
+        let client = std::net::TcpStream::connect(local).expect("connect");
+        let (_server, peer) = listener.accept().expect("accept");
+        let other = std::net::TcpStream::connect(local).expect("connect");
+        let (_server2, other_peer) = listener.accept().expect("accept");
+        let fd = u32::try_from(client.as_raw_fd()).expect("fd");
+        let last = Last::open(std::process::id(), fd).expect("open /proc");
+        assert!(last.pidfd.is_some(), "pidfd_open (Linux 5.3) is available");
+        let me = last
+            .holds_connection(peer, local)
+            .expect("its own connection");
+        assert_eq!(me.pid, std::process::id());
+        assert_eq!(last.holds_connection(other_peer, local), None);
+        // The same descriptor number, now a UDP socket with the same addresses.
+        let udp = std::net::UdpSocket::bind(peer).expect("udp bind");
+        udp.connect(local).expect("udp connect");
+        // The TCP socket's number is taken over in one step (dup2 closes it), so no other
+        // test's descriptor can land on it meanwhile.
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(client);
+        // SAFETY: dup2 onto a descriptor this test owns; the result is owned at once.
+        let moved = unsafe { libc::dup2(udp.as_raw_fd(), raw) };
+        assert_eq!(moved, raw, "dup2");
+        // SAFETY: `raw` is the descriptor dup2 just made.
+        let _udp_at_raw = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        assert_eq!(last.holds_connection(peer, local), None);
+        drop(other);
     }
 }

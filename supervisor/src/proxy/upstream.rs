@@ -77,8 +77,35 @@ pub async fn resolve(host: &str, port: u16, pins: &Pins) -> Result<(Vec<IpAddr>,
     Ok((ips, false))
 }
 
+/// A connection to the destination. One that was made before `connect` returned is not yet
+/// handed to the reactor: the proxy answers its client first and registers it after, off
+/// the client's wait.
+pub enum Connected {
+    Ready(std::net::TcpStream),
+    Registered(TcpStream),
+}
+
+impl Connected {
+    /// The connection on the reactor.
+    pub fn register(self) -> std::io::Result<TcpStream> {
+        match self {
+            Connected::Ready(s) => TcpStream::from_std(s),
+            Connected::Registered(s) => Ok(s),
+        }
+    }
+}
+
 /// Connects to the first address that accepts.
 pub async fn connect(ips: &[IpAddr], port: u16) -> Result<TcpStream, String> {
+    open(ips, port)
+        .await?
+        .register()
+        .map_err(|e| format!("cannot watch the connection: {e}"))
+}
+
+/// Connects to the first address that accepts, leaving a connection made at once off the
+/// reactor (see [`Connected`]).
+pub async fn open(ips: &[IpAddr], port: u16) -> Result<Connected, String> {
     let mut last = String::from("no address to try");
     for ip in ips {
         let addr = SocketAddr::new(*ip, port);
@@ -93,7 +120,7 @@ pub async fn connect(ips: &[IpAddr], port: u16) -> Result<TcpStream, String> {
 /// One connection attempt, without Nagle's delay. A near destination (loopback, a local
 /// bridge) has often answered before `connect` returns: then the socket is used at once,
 /// with no wait for the reactor and no timer.
-async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
+async fn connect_one(addr: SocketAddr) -> std::io::Result<Connected> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -102,14 +129,14 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
     )?;
     socket.set_tcp_nodelay(true)?;
     match socket.connect(&SockAddr::from(addr)) {
-        Ok(()) => return TcpStream::from_std(socket.into()),
+        Ok(()) => return Ok(Connected::Ready(socket.into())),
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
     // Connected already when it has a peer (one call answers both "done?" and "failed?":
     // a failed attempt has no peer and takes the slow path, which reports why).
     if socket.peer_addr().is_ok() {
-        return TcpStream::from_std(socket.into());
+        return Ok(Connected::Ready(socket.into()));
     }
     let stream = TcpStream::from_std(socket.into())?;
     match tokio::time::timeout(CONNECT_TIMEOUT, stream.writable()).await {
@@ -124,7 +151,7 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
     if let Some(e) = stream.take_error()? {
         return Err(e);
     }
-    Ok(stream)
+    Ok(Connected::Registered(stream))
 }
 
 #[cfg(test)]
