@@ -9,7 +9,8 @@
 //! network namespace (via nsenter), the others on the host. Each figure is measured in
 //! rounds that take turns with the comparisons, and the median round is shown.
 //! `BENCH_ONLY=latency|bulk|l7|rss` runs one; `BENCH_VERBOSE=1` prints every round;
-//! `BENCH_BULK_ROUNDS=N` sets the bulk figure's rounds (9);
+//! `BENCH_BULK_ROUNDS=N` sets the bulk figure's rounds (9), `BENCH_LATENCY_ROUNDS=N` the
+//! latency figure's (6; more, shorter rounds pair an A/B more finely);
 //! `BENCH_SUPERVISOR=PATH` measures another build of the supervisor;
 //! `BENCH_SUPERVISOR_B=PATH` measures another build beside ours, in tinyproxy's column (an
 //! A/B in one run).
@@ -539,6 +540,7 @@ fn orchestrate() {
     };
     if want("latency") {
         let runs = env_usize("BENCH_LATENCY_RUNS", LATENCY_RUNS);
+        let rounds = env_usize("BENCH_LATENCY_ROUNDS", ROUNDS).max(1);
         let (outs, sup_ns) = interleaved(
             &ways,
             target,
@@ -546,7 +548,7 @@ fn orchestrate() {
             "latency",
             ("BENCH_LATENCY_RUNS", runs),
             sup_pid,
-            ROUNDS,
+            rounds,
         );
         // Per way: the median over rounds of each round's p50.
         let figure = |i: usize, key: &str| -> Option<f64> {
@@ -582,18 +584,34 @@ fn orchestrate() {
             );
         }
         println!(
-            "{:<22}{:>14}{:>14}{:>14}   (target ≤ 150 µs; median of {ROUNDS} interleaved rounds of {} connections)",
+            "{:<22}{:>14}{:>14}{:>14}   (target ≤ 150 µs; median of {rounds} interleaved rounds of {} connections)",
             "  added by the proxy",
             "",
             shown(added(1), 1),
             shown(added(2), 1),
-            runs.div_ceil(ROUNDS)
+            runs.div_ceil(rounds)
         );
+        if other.is_some() {
+            let key = "latency_p50_us";
+            let pairs: Vec<(f64, f64)> = outs[1]
+                .iter()
+                .zip(&outs[2])
+                .map(|(a, b)| (field(a, key), field(b, key)))
+                .collect();
+            let wins = pairs.iter().filter(|(a, b)| a < b).count();
+            println!(
+                "{:<22}{:>14}{:>14}{:>14}   (rounds where ours is faster than the B build)",
+                "  A/B paired",
+                "",
+                format!("{wins} of {}", pairs.len()),
+                ""
+            );
+        }
         println!(
             "{:<22}{:>14}{:>14.1}{:>14}   (supervisor, all threads)",
             "  CPU per tunnel (µs)",
             "",
-            sup_ns as f64 / 1e3 / (runs.div_ceil(ROUNDS) * ROUNDS) as f64,
+            sup_ns as f64 / 1e3 / (runs.div_ceil(rounds) * rounds) as f64,
             ""
         );
     }

@@ -114,6 +114,7 @@ pub async fn serve_client(mut stream: TcpStream, shared: Arc<Shared>, caller: Ca
     let Ok(up) = o.upstream.register() else {
         return;
     };
+    upstream::restock();
     if o.inspect {
         inspect::tunnel(Prefixed::new(early, stream), up, o.conn).await;
     } else {

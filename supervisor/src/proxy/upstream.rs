@@ -1,12 +1,59 @@
 //! Reaching the destination: names resolved on the host (or pinned with `--resolve`), then a
 //! TCP connection to the first address that answers.
 
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// A socket made ahead of need for each family (IPv4, IPv6), once that family has been
+    /// used: making one costs several microseconds a connection's client would wait for.
+    /// Restocked by [`restock`] once that client has its answer. The proxy's runtime is one
+    /// thread.
+    static SPARE: RefCell<[Spare; 2]> = const { RefCell::new([Spare::Unused, Spare::Unused]) };
+}
+
+enum Spare {
+    /// The family has not been used: nothing is made for it.
+    Unused,
+    Taken,
+    Ready(Socket),
+}
+
+fn slot(domain: Domain) -> usize {
+    usize::from(domain == Domain::IPV6)
+}
+
+/// A fresh TCP socket of `domain`, without Nagle's delay and not blocking.
+fn make(domain: Domain) -> std::io::Result<Socket> {
+    let socket = Socket::new(domain, Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket)
+}
+
+/// The spare socket for `domain`, or a new one.
+fn take(domain: Domain) -> std::io::Result<Socket> {
+    let spare = SPARE.with_borrow_mut(|s| std::mem::replace(&mut s[slot(domain)], Spare::Taken));
+    match spare {
+        Spare::Ready(socket) => Ok(socket),
+        Spare::Unused | Spare::Taken => make(domain),
+    }
+}
+
+/// Makes the spare sockets that connections have taken; call it off a client's wait.
+pub fn restock() {
+    for domain in [Domain::IPV4, Domain::IPV6] {
+        let taken = SPARE.with_borrow(|s| matches!(s[slot(domain)], Spare::Taken));
+        if taken && let Ok(socket) = make(domain) {
+            SPARE.with_borrow_mut(|s| s[slot(domain)] = Spare::Ready(socket));
+        }
+    }
+}
 
 /// Names pinned to addresses, like curl's `--resolve`.
 #[derive(Debug, Clone, Default)]
@@ -121,13 +168,7 @@ pub async fn open(ips: &[IpAddr], port: u16) -> Result<Connected, String> {
 /// bridge) has often answered before `connect` returns: then the socket is used at once,
 /// with no wait for the reactor and no timer.
 async fn connect_one(addr: SocketAddr) -> std::io::Result<Connected> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking(),
-        Some(Protocol::TCP),
-    )?;
-    socket.set_tcp_nodelay(true)?;
+    let socket = take(Domain::for_address(addr))?;
     match socket.connect(&SockAddr::from(addr)) {
         Ok(()) => return Ok(Connected::Ready(socket.into())),
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -170,6 +211,32 @@ mod tests {
         let e = connect(&[ip], port).await.expect_err("nobody listens");
         assert!(e.contains("refused"), "{e}");
         assert!(e.starts_with(&format!("127.0.0.1:{port}")), "{e}");
+    }
+
+    /// A family is stocked only once used, and a restocked spare is what the next connection
+    /// gets: made ahead, without Nagle's delay.
+    #[test]
+    fn spare_sockets_are_made_ahead_once_a_family_is_used() {
+        use std::os::fd::AsRawFd;
+        // A thread of its own: the spares are per thread.
+        std::thread::spawn(|| {
+            restock();
+            let unused = SPARE.with_borrow(|s| matches!(s[0], Spare::Unused));
+            assert!(unused, "nothing is made for a family never used");
+            drop(take(Domain::IPV4).expect("socket"));
+            restock();
+            let ready = SPARE.with_borrow(|s| match &s[0] {
+                Spare::Ready(socket) => Some(socket.as_raw_fd()),
+                _ => None,
+            });
+            let ready = ready.expect("a spare once IPv4 was used");
+            let next = take(Domain::IPV4).expect("socket");
+            assert_eq!(next.as_raw_fd(), ready, "the spare is handed out");
+            assert!(next.tcp_nodelay().expect("nodelay"));
+            assert!(SPARE.with_borrow(|s| matches!(s[1], Spare::Unused)));
+        })
+        .join()
+        .expect("test thread");
     }
 
     #[test]
