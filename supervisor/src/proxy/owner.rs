@@ -2,7 +2,7 @@
 //! sandbox's TCP table, the process holding it, and that process's executable. Nothing the
 //! process says is trusted.
 
-use nix::fcntl::{OFlag, open, openat, readlinkat};
+use nix::fcntl::{OFlag, open, readlinkat};
 use nix::sys::stat::Mode;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -17,16 +17,15 @@ pub struct Owner {
     pub exe: String,
 }
 
-/// The last owner, with its `/proc` directories held open: looking a name up relative to
-/// them skips resolving `/proc/<pid>` every time, and once that process has exited they
+/// The last owner, with its `/proc` directory held open: looking a name up relative to
+/// it skips resolving `/proc/<pid>` every time, and once that process has exited they
 /// answer nothing, so a later process given the same pid is never taken for it.
 struct Last {
     pid: u32,
     fd: i32,
-    /// The descriptor's number, as its name under `fd/`.
-    fd_name: String,
+    /// The descriptor's link, relative to `proc_dir` (`fd/<fd>`).
+    fd_link: String,
     proc_dir: OwnedFd,
-    fd_dir: OwnedFd,
     /// To take a copy of the descriptor (`pidfd_getfd`), when the kernel allows it.
     pidfd: Option<OwnedFd>,
 }
@@ -39,20 +38,12 @@ impl Last {
             Mode::empty(),
         )
         .ok()?;
-        let fd_dir = openat(
-            &proc_dir,
-            "fd",
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
         let pidfd = pidfd_open(pid);
         Some(Last {
             pid,
             fd: i32::try_from(fd).ok()?,
-            fd_name: fd.to_string(),
+            fd_link: format!("fd/{fd}"),
             proc_dir,
-            fd_dir,
             pidfd,
         })
     }
@@ -87,7 +78,7 @@ impl Last {
 
     /// The owner, when its descriptor `fd` still holds `target`.
     fn holds(&self, target: &str) -> Option<Owner> {
-        let link = readlinkat(&self.fd_dir, self.fd_name.as_str()).ok()?;
+        let link = readlinkat(&self.proc_dir, self.fd_link.as_str()).ok()?;
         if link.as_os_str() != target {
             return None;
         }
@@ -127,9 +118,9 @@ impl OwnerLookup {
     /// Most connections come from the last owner on the same descriptor: a copy of it that
     /// has the connection's addresses settles it. Otherwise the socket's inode comes from the
     /// kernel (sock_diag by exact addresses); its holder is looked for first where the last
-    /// one was, then among the sandbox's own processes (the
-    /// descendants of its PID 1), and only then in every process of the sandbox's network
-    /// namespace. The executable is read afresh every time (a process may have exec'd).
+    /// one was, then among the sandbox's own processes (the descendants of its PID 1), and
+    /// only then in every process of the sandbox's network namespace. The executable is read
+    /// afresh every time (a process may have exec'd).
     pub fn find(&self, peer: SocketAddr, local: SocketAddr) -> Option<Owner> {
         let mut last = self.last.lock().ok()?;
         if let Some(o) = last.as_ref().and_then(|l| l.holds_connection(peer, local)) {
@@ -370,8 +361,9 @@ fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> Option<OwnedFd> {
 /// The owner `pid`, remembered (with the descriptor `fd` it held the socket on) for the next
 /// lookup.
 fn found(last: &mut Option<Last>, pid: u32, fd: u32) -> Option<Owner> {
-    let o = owner(pid)?;
-    *last = Last::open(pid, fd);
+    let l = Last::open(pid, fd)?;
+    let o = l.exe()?;
+    *last = Some(l);
     Some(o)
 }
 
@@ -386,24 +378,31 @@ fn held_on(pid: u32, target: &str) -> Option<u32> {
     })
 }
 
-fn owner(pid: u32) -> Option<Owner> {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    Some(Owner {
-        pid,
-        exe: exe.to_string_lossy().into_owned(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_our_own_connection() {
+    /// A loopback listener at `local`.
+    fn listener() -> (std::net::TcpListener, SocketAddr) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let local = listener.local_addr().expect("addr");
+        (listener, local)
+    }
+
+    /// A connection to `listener`: the client end, the accepted end, and the client's address.
+    fn connection(
+        listener: &std::net::TcpListener,
+    ) -> (std::net::TcpStream, std::net::TcpStream, SocketAddr) {
+        let local = listener.local_addr().expect("addr");
         let client = std::net::TcpStream::connect(local).expect("connect");
-        let (_server, peer) = listener.accept().expect("accept");
+        let (server, peer) = listener.accept().expect("accept");
+        (client, server, peer)
+    }
+
+    #[test]
+    fn finds_our_own_connection() {
+        let (listener, local) = listener();
+        let (client, _server, peer) = connection(&listener);
         let me = std::process::id();
         for diag in [None, Some(sock_diag_socket().expect("sock_diag"))] {
             let lookup = OwnerLookup::new(me, diag).expect("lookup");
@@ -425,12 +424,9 @@ mod tests {
     /// connection's addresses, or a descriptor that is no longer a TCP socket, do not.
     #[test]
     fn a_remembered_descriptor_answers_only_for_its_connection() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let local = listener.local_addr().expect("addr");
-        let client = std::net::TcpStream::connect(local).expect("connect");
-        let (_server, peer) = listener.accept().expect("accept");
-        let other = std::net::TcpStream::connect(local).expect("connect");
-        let (_server2, other_peer) = listener.accept().expect("accept");
+        let (listener, local) = listener();
+        let (client, _server, peer) = connection(&listener);
+        let (other, _server2, other_peer) = connection(&listener);
         let fd = u32::try_from(client.as_raw_fd()).expect("fd");
         let last = Last::open(std::process::id(), fd).expect("open /proc");
         assert!(last.pidfd.is_some(), "pidfd_open (Linux 5.3) is available");
