@@ -1,5 +1,6 @@
 //! The native engine: the Rego program's semantics, compiled to plain matchers. Built once per
-//! revision; a decision scans the entries in order and allocates only to explain a denial.
+//! revision; a decision visits, in policy order, the endpoints whose host is that literal name
+//! (one hash lookup) and those whose host is a pattern, and allocates only to explain a denial.
 
 use super::ir::{Ir, IrEndpoint, IrRule, Pattern, PatternKind};
 use super::ssrf::Classifier;
@@ -7,6 +8,8 @@ use super::{Action, Decision, Engine, EngineError, L7Input, Layer, NetworkInput}
 use ipnet::IpNet;
 use openshell_proto::policy::glob::Glob;
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::iter::Peekable;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -25,6 +28,13 @@ impl Matcher {
     #[inline]
     fn is_match(&self, s: &str) -> bool {
         self.0.is_match(s)
+    }
+
+    fn literal(&self) -> Option<&str> {
+        match &self.0 {
+            Glob::Literal(l) => Some(l),
+            _ => None,
+        }
     }
 }
 
@@ -119,10 +129,36 @@ struct Entry {
     endpoints: Vec<Endpoint>,
 }
 
+/// An endpoint by its place in the policy: (entry, endpoint within the entry).
+type Slot = (u32, u32);
+
 /// The compiled native engine.
 pub struct FastEngine {
     entries: Vec<Entry>,
+    /// Endpoints whose host is a literal name, by that name, in policy order.
+    by_host: HashMap<Box<str>, Vec<Slot>>,
+    /// Endpoints whose host is a pattern, in policy order.
+    patterns: Vec<Slot>,
     classes: Classifier,
+}
+
+/// Two lists of slots, each in policy order, walked as one list in policy order.
+struct Merged<'s> {
+    a: Peekable<std::slice::Iter<'s, Slot>>,
+    b: Peekable<std::slice::Iter<'s, Slot>>,
+}
+
+impl Iterator for Merged<'_> {
+    type Item = Slot;
+
+    fn next(&mut self) -> Option<Slot> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if x <= y => self.a.next().copied(),
+            (Some(_), Some(_)) | (None, Some(_)) => self.b.next().copied(),
+            (Some(_), None) => self.a.next().copied(),
+            (None, None) => None,
+        }
+    }
 }
 
 impl FastEngine {
@@ -146,9 +182,22 @@ impl FastEngine {
                         .collect::<Result<_, _>>()?,
                 })
             })
-            .collect::<Result<_, EngineError>>()?;
+            .collect::<Result<Vec<Entry>, EngineError>>()?;
+        let mut by_host: HashMap<Box<str>, Vec<Slot>> = HashMap::new();
+        let mut patterns = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            for (j, ep) in e.endpoints.iter().enumerate() {
+                let slot = (i as u32, j as u32);
+                match ep.host.literal() {
+                    Some(name) => by_host.entry(name.into()).or_default().push(slot),
+                    None => patterns.push(slot),
+                }
+            }
+        }
         Ok(FastEngine {
             entries,
+            by_host,
+            patterns,
             classes: Classifier::default(),
         })
     }
@@ -159,11 +208,14 @@ impl FastEngine {
         host: &'s str,
         port: u16,
     ) -> impl Iterator<Item = (usize, &'s Endpoint)> + 's {
-        self.entries.iter().enumerate().flat_map(move |(i, e)| {
-            e.endpoints
-                .iter()
-                .filter(move |ep| ep.ports.contains(&port) && ep.host.is_match(host))
-                .map(move |ep| (i, ep))
+        let named: &[Slot] = self.by_host.get(host).map_or(&[], Vec::as_slice);
+        Merged {
+            a: named.iter().peekable(),
+            b: self.patterns.iter().peekable(),
+        }
+        .filter_map(move |(i, j)| {
+            let ep = &self.entries[i as usize].endpoints[j as usize];
+            (ep.ports.contains(&port) && ep.host.is_match(host)).then_some((i as usize, ep))
         })
     }
 
@@ -236,7 +288,17 @@ impl Engine for FastEngine {
                 "network connections not allowed by policy".into(),
             );
         }
-        let Some((first_hp, _)) = self.host_port(input.host, input.port).next() else {
+        // One pass: the first endpoint for host and port, the first whose entry admits the
+        // binary, and whether any admitted one is inspected.
+        let (mut first_hp, mut first, mut inspect) = (None, None, false);
+        for (i, ep) in self.host_port(input.host, input.port) {
+            first_hp.get_or_insert(i);
+            if self.binary_ok(i, input.binary) {
+                first.get_or_insert(i);
+                inspect |= ep.l7;
+            }
+        }
+        let Some(first_hp) = first_hp else {
             return Self::deny(
                 Layer::L4,
                 None,
@@ -246,8 +308,7 @@ impl Engine for FastEngine {
                 ),
             );
         };
-        let mut permitted = self.permitted(input.host, input.port, input.binary);
-        let Some((first, _)) = permitted.next() else {
+        let Some(first) = first else {
             let e = &self.entries[first_hp];
             return Self::deny(
                 Layer::L4,
@@ -265,9 +326,6 @@ impl Engine for FastEngine {
         if let Some(d) = self.ssrf(input) {
             return d;
         }
-        let inspect = self
-            .permitted(input.host, input.port, input.binary)
-            .any(|(_, ep)| ep.l7);
         Decision {
             action: Action::Allow,
             policy: Some(self.entries[first].key.clone()),
